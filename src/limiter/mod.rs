@@ -1,0 +1,146 @@
+//! Backend-neutral decisions: everything between a validated request and
+//! the store, written once for every store.
+//!
+//! One request: validate → look up the domain in one config snapshot →
+//! plan debits (the tier model, `tier`) → one atomic store call → a status
+//! per descriptor → overall code, shadow mode → headers and 429 body.
+//!
+//! - `request`: the request in tollgate's terms, and its validation.
+//! - `tier`: the tier model's debits and statuses.
+//! - `status`: the decision types.
+//! - `headers`: client-facing headers and body.
+
+pub mod headers;
+pub mod request;
+pub mod status;
+pub mod tier;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use headers::HeaderGroups;
+pub use request::{Bounds, Descriptor, Entry, InvalidRequest, LimitOverride, Request};
+pub use status::{Code, Decision, LimitKind, ReportedLimit, Status, Unit};
+
+use crate::config::Config;
+use crate::limit::Debit;
+use crate::store::{Store, StoreError};
+use tier::Planned;
+
+/// Behaviour that does not change with the config file.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub bounds: Bounds,
+    pub headers: HeaderGroups,
+    /// Answer OK where the answer would be OVER_LIMIT (and count it).
+    pub shadow_mode: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            bounds: Bounds::default(),
+            headers: HeaderGroups::ALL,
+            shadow_mode: false,
+        }
+    }
+}
+
+/// Why no decision was made.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("invalid request: {0}")]
+    Invalid(#[from] InvalidRequest),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Decides rate-limit requests against the current config and a store.
+pub struct Limiter<S> {
+    config: ArcSwap<Config>,
+    store: S,
+    options: Options,
+}
+
+impl<S: Store> Limiter<S> {
+    pub fn new(config: Config, store: S, options: Options) -> Self {
+        Self {
+            config: ArcSwap::from_pointee(config),
+            store,
+            options,
+        }
+    }
+
+    /// The config snapshot in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Swaps in a new config; requests in flight finish on the old one.
+    pub fn replace_config(&self, config: Config) {
+        self.config.store(Arc::new(config));
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Decides one request: charges every limit it touches, or none.
+    pub async fn should_rate_limit(&self, request: &Request) -> Result<Decision, LimitError> {
+        request.validate(&self.options.bounds)?;
+        let config = self.config.load();
+        let descriptors = request.descriptors.len();
+        let Some(domain) = config.domain(&request.domain) else {
+            return Ok(Decision::all_ok(descriptors));
+        };
+        let mut debits: Vec<Debit> = Vec::new();
+        let plans = match &domain.tier_model {
+            None => vec![None; descriptors],
+            Some(model) => match tier::plan(model, &domain.name, request, &mut debits) {
+                Planned::Whitelisted => return Ok(Decision::all_ok(descriptors)),
+                Planned::Plans(plans) => plans,
+            },
+        };
+        if debits.is_empty() {
+            return Ok(Decision::all_ok(descriptors));
+        }
+        let batch = self.store.charge(&debits).await?;
+        let statuses = plans
+            .iter()
+            .map(|plan| match plan {
+                Some(plan) => plan.status(&batch.outcomes, batch.now_us),
+                None => Status::unlimited(),
+            })
+            .collect();
+        Ok(self.finish(statuses))
+    }
+
+    /// Overall code, shadow mode, headers and body.
+    fn finish(&self, mut statuses: Vec<Status>) -> Decision {
+        let over = statuses.iter().any(|s| s.code == Code::OverLimit);
+        if over && self.options.shadow_mode {
+            for status in &mut statuses {
+                status.code = Code::Ok;
+            }
+        }
+        let mut decision = Decision {
+            overall: if over && !self.options.shadow_mode {
+                Code::OverLimit
+            } else {
+                Code::Ok
+            },
+            statuses,
+            headers: Vec::new(),
+            body: None,
+        };
+        if let Some(decisive) = decision.decisive() {
+            (decision.headers, decision.body) = headers::render(decisive, self.options.headers);
+        }
+        decision
+    }
+}

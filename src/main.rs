@@ -1,0 +1,105 @@
+//! The binary: wiring only. settings → tracing → config → store → servers
+//! → shutdown. Everything testable lives in the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tollgate::config::Config;
+use tollgate::limiter::Limiter;
+use tollgate::server::serve_grpc;
+use tollgate::settings::{Backend, Cli, Command, LogFormat, ServeArgs};
+use tollgate::store::MemoryStore;
+
+fn main() -> ExitCode {
+    match Cli::parse().command() {
+        Command::Validate { path } => validate(&path),
+        Command::Serve(args) => {
+            init_tracing(args.log_format);
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(serve(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    eprintln!("tollgate: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} domains: {})",
+                path.display(),
+                config.domain_names().len(),
+                config.domain_names().join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => {
+            Config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?
+        }
+        None => Config::builtin(),
+    };
+    tracing::info!(domains = ?config.domain_names(), source = ?args.config, "configuration loaded");
+    if args.backend == Backend::Redis {
+        anyhow::bail!("the redis backend is not available in this build yet");
+    }
+    let store = Arc::new(MemoryStore::default());
+    let _sweeper = store.spawn_sweeper(Duration::from_secs(args.sweep_interval_secs.max(1)));
+    let limiter = Arc::new(Limiter::new(config, store, args.limiter_options()));
+
+    let listener = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.grpc_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "gRPC listening");
+    serve_grpc(
+        limiter,
+        listener,
+        None,
+        |health| {
+            tokio::spawn(async move { health.set(true).await });
+        },
+        shutdown_signal(),
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

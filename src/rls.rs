@@ -1,0 +1,166 @@
+//! The gRPC edge: `envoy.service.ratelimit.v3.RateLimitService`. Converts
+//! protobuf to the limiter's types and back, and maps errors to gRPC
+//! statuses in one place. No decisions are made here.
+
+use std::sync::Arc;
+
+use tonic::{Request as GrpcRequest, Response as GrpcResponse};
+
+use crate::limiter::{self, Code, Decision, LimitError, Limiter, Unit};
+use crate::proto::common::rate_limit_descriptor::RateLimitOverride;
+use crate::proto::envoy::config::core::v3::HeaderValue;
+use crate::proto::envoy::r#type::v3::RateLimitUnit;
+use crate::proto::rls::rate_limit_response::{
+    Code as ProtoCode, DescriptorStatus, RateLimit, rate_limit::Unit as ProtoUnit,
+};
+use crate::proto::rls::rate_limit_service_server::{RateLimitService, RateLimitServiceServer};
+use crate::proto::rls::{RateLimitRequest, RateLimitResponse};
+use crate::store::Store;
+
+/// The RLS gRPC service over a limiter.
+pub struct RlsService<S> {
+    limiter: Arc<Limiter<S>>,
+}
+
+impl<S: Store> RlsService<S> {
+    pub fn new(limiter: Arc<Limiter<S>>) -> Self {
+        Self { limiter }
+    }
+
+    pub fn into_server(self) -> RateLimitServiceServer<Self> {
+        RateLimitServiceServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> RateLimitService for RlsService<S> {
+    async fn should_rate_limit(
+        &self,
+        request: GrpcRequest<RateLimitRequest>,
+    ) -> Result<GrpcResponse<RateLimitResponse>, tonic::Status> {
+        let request = from_proto(request.into_inner());
+        match self.limiter.should_rate_limit(&request).await {
+            Ok(decision) => Ok(GrpcResponse::new(to_proto(decision))),
+            Err(error) => Err(to_status(error)),
+        }
+    }
+}
+
+/// The one mapping from limiter errors to gRPC statuses.
+pub fn to_status(error: LimitError) -> tonic::Status {
+    match error {
+        LimitError::Invalid(invalid) => tonic::Status::invalid_argument(invalid.to_string()),
+        LimitError::Store(store) => tonic::Status::unavailable(store.to_string()),
+    }
+}
+
+/// A protobuf request in the limiter's terms (strings are moved, not copied).
+pub fn from_proto(request: RateLimitRequest) -> limiter::Request {
+    limiter::Request {
+        domain: request.domain,
+        hits_addend: u64::from(request.hits_addend),
+        descriptors: request
+            .descriptors
+            .into_iter()
+            .map(|d| limiter::Descriptor {
+                entries: d
+                    .entries
+                    .into_iter()
+                    .map(|e| limiter::Entry {
+                        key: e.key,
+                        value: e.value,
+                    })
+                    .collect(),
+                hits_addend: d.hits_addend,
+                limit: d.limit.and_then(override_from_proto),
+            })
+            .collect(),
+    }
+}
+
+fn override_from_proto(limit: RateLimitOverride) -> Option<limiter::LimitOverride> {
+    let unit = match RateLimitUnit::try_from(limit.unit).ok()? {
+        RateLimitUnit::Second => Unit::Second,
+        RateLimitUnit::Minute => Unit::Minute,
+        RateLimitUnit::Hour => Unit::Hour,
+        RateLimitUnit::Day => Unit::Day,
+        RateLimitUnit::Month => Unit::Month,
+        RateLimitUnit::Year => Unit::Year,
+        RateLimitUnit::Unknown => return None,
+    };
+    Some(limiter::LimitOverride {
+        requests_per_unit: limit.requests_per_unit,
+        unit,
+    })
+}
+
+fn code(code: Code) -> i32 {
+    match code {
+        Code::Ok => ProtoCode::Ok,
+        Code::OverLimit => ProtoCode::OverLimit,
+    }
+    .into()
+}
+
+fn unit(unit: Unit) -> i32 {
+    match unit {
+        Unit::Second => ProtoUnit::Second,
+        Unit::Minute => ProtoUnit::Minute,
+        Unit::Hour => ProtoUnit::Hour,
+        Unit::Day => ProtoUnit::Day,
+        Unit::Week => ProtoUnit::Week,
+        Unit::Month => ProtoUnit::Month,
+        Unit::Year => ProtoUnit::Year,
+    }
+    .into()
+}
+
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A decision as Envoy's `RateLimitResponse`.
+pub fn to_proto(decision: Decision) -> RateLimitResponse {
+    RateLimitResponse {
+        overall_code: code(decision.overall),
+        statuses: decision
+            .statuses
+            .into_iter()
+            .map(|status| DescriptorStatus {
+                code: code(status.code),
+                limit_remaining: if status.limit.is_some() {
+                    saturate(status.remaining)
+                } else {
+                    0
+                },
+                duration_until_reset: status.limit.as_ref().map(|_| duration(status.reset_us)),
+                current_limit: status.limit.map(|limit| RateLimit {
+                    name: limit.name.to_string(),
+                    requests_per_unit: saturate(limit.requests_per_unit),
+                    unit: unit(limit.unit),
+                }),
+                quota: None,
+            })
+            .collect(),
+        response_headers_to_add: decision
+            .headers
+            .into_iter()
+            .map(|(key, value)| HeaderValue {
+                key: key.to_string(),
+                value,
+                raw_value: Vec::new(),
+            })
+            .collect(),
+        request_headers_to_add: Vec::new(),
+        raw_body: decision.body.map(String::into_bytes).unwrap_or_default(),
+        dynamic_metadata: None,
+        quota: None,
+    }
+}
+
+fn duration(us: u64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: (us / 1_000_000) as i64,
+        nanos: ((us % 1_000_000) * 1_000) as i32,
+    }
+}
