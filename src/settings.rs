@@ -9,11 +9,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::limiter::{Bounds, HeaderGroups, Options};
 
 /// tollgate: a rate-limit service for Envoy.
+///
+/// With no command it serves: `tollgate --grpc-addr …` is `tollgate serve --grpc-addr …`.
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about)]
+#[command(
+    name = "tollgate",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,12 +37,9 @@ pub enum Command {
 }
 
 impl Cli {
-    /// The command to run; `serve` with its defaults when none is given.
+    /// The command to run; `serve` when none is given.
     pub fn command(self) -> Command {
-        self.command.unwrap_or_else(|| {
-            let Cli { command } = Cli::parse_from(["tollgate", "serve"]);
-            command.expect("serve was given")
-        })
+        self.command.unwrap_or(Command::Serve(Box::new(self.serve)))
     }
 }
 
@@ -170,6 +176,16 @@ mod tests {
         assert_eq!(args.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(args.backend, Backend::Memory);
         assert_eq!(args.response_headers, HeaderGroups::ALL);
+    }
+
+    #[test]
+    fn flags_without_a_command_serve() {
+        let Command::Serve(args) =
+            Cli::parse_from(["tollgate", "--grpc-addr", "127.0.0.1:1"]).command()
+        else {
+            panic!("expected serve");
+        };
+        assert_eq!(args.grpc_addr.to_string(), "127.0.0.1:1");
     }
 
     #[test]

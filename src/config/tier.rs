@@ -169,7 +169,7 @@ impl TierModel {
                 ),
             }
         }
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
 
         let anonymous = raw
             .anonymous

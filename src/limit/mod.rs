@@ -92,7 +92,7 @@ pub fn decide_batch(
     states: &mut [Option<State>],
     now_us: u64,
 ) -> (Vec<Outcome>, bool) {
-    let mut working = states.to_vec();
+    let mut working: smallvec::SmallVec<[Option<State>; 4]> = states.iter().copied().collect();
     let mut outcomes = Vec::with_capacity(debits.len());
     let mut admitted = true;
     for (debit, &slot) in debits.iter().zip(slots) {

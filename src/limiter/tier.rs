@@ -75,7 +75,7 @@ pub fn plan(
     request: &Request,
     debits: &mut Vec<Debit>,
 ) -> Planned {
-    let own: Vec<Facts<'_>> = request
+    let own: smallvec::SmallVec<[Facts<'_>; 4]> = request
         .descriptors
         .iter()
         .map(|d| facts(model, &d.entries))
@@ -159,7 +159,12 @@ pub fn plan(
 /// slot. `%`, `:`, `{` and `}` inside names are percent-encoded, so no two
 /// (domain, id) pairs share a key.
 pub fn key(domain: &str, kind: &str, id: &str, suffix: &str) -> String {
-    format!("{{{}:{kind}:{}}}:{suffix}", escape(domain), escape(id))
+    let (domain, id) = (escape(domain), escape(id));
+    let mut key = String::with_capacity(domain.len() + kind.len() + id.len() + suffix.len() + 5);
+    for part in ["{", &domain, ":", kind, ":", &id, "}:", suffix] {
+        key.push_str(part);
+    }
+    key
 }
 
 fn escape(text: &str) -> Cow<'_, str> {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use parking_lot::{Mutex, MutexGuard};
+use smallvec::SmallVec;
 
 use super::{BatchOutcome, Store, StoreError};
 use crate::clock::{Clock, SystemClock};
@@ -33,9 +34,15 @@ struct Slot {
 
 type SlotRef = Arc<Mutex<Slot>>;
 
+/// Scratch space for one request: requests touch a handful of keys, so it
+/// lives on the stack.
+type Few<T> = SmallVec<[T; 4]>;
+
 /// Limit state in this process.
 pub struct MemoryStore {
-    slots: DashMap<Box<str>, SlotRef>,
+    /// foldhash: keys are hashed on every decision, and SipHash's
+    /// flooding resistance buys little here (keys come from the auth layer).
+    slots: DashMap<Box<str>, SlotRef, foldhash::fast::RandomState>,
     clock: Arc<dyn Clock>,
 }
 
@@ -48,7 +55,7 @@ impl Default for MemoryStore {
 impl MemoryStore {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
-            slots: DashMap::new(),
+            slots: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             clock,
         }
     }
@@ -103,8 +110,8 @@ impl MemoryStore {
     /// Decides `debits` under their slots' locks; writes only if `commit`.
     fn decide(&self, debits: &[Debit], commit: bool) -> BatchOutcome {
         // Distinct keys, and which one each debit reads.
-        let mut keys: Vec<&str> = Vec::with_capacity(debits.len());
-        let slots: Vec<usize> = debits
+        let mut keys: Few<&str> = SmallVec::new();
+        let slots: Few<usize> = debits
             .iter()
             .map(|d| match keys.iter().position(|k| *k == d.key) {
                 Some(i) => i,
@@ -114,13 +121,19 @@ impl MemoryStore {
                 }
             })
             .collect();
-        let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_unstable_by_key(|&i| keys[i]);
+        // Lock order: by key. Insertion sort: there are one to four keys.
+        let mut order: Few<usize> = (0..keys.len()).collect();
+        for i in 1..order.len() {
+            let mut j = i;
+            while j > 0 && keys[order[j]] < keys[order[j - 1]] {
+                order.swap(j, j - 1);
+                j -= 1;
+            }
+        }
 
         loop {
-            let refs: Vec<Option<SlotRef>> = keys.iter().map(|k| self.slot(k, commit)).collect();
-            let mut guards: Vec<Option<MutexGuard<'_, Slot>>> =
-                (0..keys.len()).map(|_| None).collect();
+            let refs: Few<Option<SlotRef>> = keys.iter().map(|k| self.slot(k, commit)).collect();
+            let mut guards: Few<Option<MutexGuard<'_, Slot>>> = refs.iter().map(|_| None).collect();
             for &i in &order {
                 guards[i] = refs[i].as_ref().map(|slot| slot.lock());
             }
@@ -128,7 +141,7 @@ impl MemoryStore {
                 continue; // raced the sweeper: look the keys up again
             }
             let now_us = self.clock.now_us();
-            let mut states: Vec<Option<State>> = guards
+            let mut states: Few<Option<State>> = guards
                 .iter()
                 .map(|g| g.as_ref().and_then(|g| g.state))
                 .collect();

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the tests need (when missing) and runs every test.
+# The README's test command; .ci/run calls it. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
+command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Unit, integration and doc tests (benchmarks are compiled by clippy in
+# .ci/run and run by hand: they print figures, they assert nothing).
+cargo test --locked
