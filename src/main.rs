@@ -11,7 +11,7 @@ use tollgate::config::Config;
 use tollgate::limiter::Limiter;
 use tollgate::server::serve_grpc;
 use tollgate::settings::{Backend, Cli, Command, LogFormat, ServeArgs};
-use tollgate::store::MemoryStore;
+use tollgate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore, Store};
 
 fn main() -> ExitCode {
     match Cli::parse().command() {
@@ -70,11 +70,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::builtin(),
     };
     tracing::info!(domains = ?config.domain_names(), source = ?args.config, "configuration loaded");
-    if args.backend == Backend::Redis {
-        anyhow::bail!("the redis backend is not available in this build yet");
-    }
-    let store = Arc::new(MemoryStore::default());
-    let _sweeper = store.spawn_sweeper(Duration::from_secs(args.sweep_interval_secs.max(1)));
+    let mut _sweeper = None;
+    let store = match args.backend {
+        Backend::Memory => {
+            let store = Arc::new(MemoryStore::default());
+            _sweeper =
+                Some(store.spawn_sweeper(Duration::from_secs(args.sweep_interval_secs.max(1))));
+            AnyStore::Memory(store)
+        }
+        Backend::Redis => {
+            let options = RedisOptions {
+                prefix: args.redis_prefix.clone(),
+                timeout: Duration::from_millis(args.backend_timeout_ms.max(1)),
+                clock: None,
+            };
+            let store = RedisStore::connect(&args.redis_url, options)
+                .await
+                .context("redis backend")?;
+            if let Err(error) = store.ping().await {
+                tracing::warn!(%error, "redis does not answer yet; on_backend_error applies until it does");
+            }
+            AnyStore::Redis(store)
+        }
+    };
+    tracing::info!(backend = store.name(), on_backend_error = ?args.on_backend_error, "store ready");
     let limiter = Arc::new(Limiter::new(config, store, args.limiter_options()));
 
     let listener = tokio::net::TcpListener::bind(args.grpc_addr)

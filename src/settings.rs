@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::limiter::{Bounds, HeaderGroups, Options};
+use crate::limiter::{self, Bounds, HeaderGroups, Options};
 
 /// tollgate: a rate-limit service for Envoy.
 ///
@@ -102,6 +102,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_ON_BACKEND_ERROR", value_enum, default_value_t = OnBackendError::Local)]
     pub on_backend_error: OnBackendError,
 
+    /// Prefix of every Redis key.
+    #[arg(long, env = "TOLLGATE_REDIS_PREFIX", default_value = "tollgate:")]
+    pub redis_prefix: String,
+
     /// Backend command timeout in milliseconds.
     #[arg(long, env = "TOLLGATE_BACKEND_TIMEOUT_MS", default_value_t = 10)]
     pub backend_timeout_ms: u64,
@@ -158,6 +162,12 @@ impl ServeArgs {
             },
             headers: self.response_headers,
             shadow_mode: self.shadow_mode,
+            on_backend_error: match self.on_backend_error {
+                OnBackendError::Allow => limiter::OnBackendError::Allow,
+                OnBackendError::Deny => limiter::OnBackendError::Deny,
+                OnBackendError::Local => limiter::OnBackendError::Local,
+                OnBackendError::Error => limiter::OnBackendError::Error,
+            },
         }
     }
 }

@@ -25,8 +25,33 @@ pub use status::{Code, Decision, LimitKind, ReportedLimit, Status, Unit};
 
 use crate::config::Config;
 use crate::limit::Debit;
-use crate::store::{Store, StoreError};
+use crate::store::{BatchOutcome, MemoryStore, Store, StoreError};
 use tier::Planned;
+
+/// What to answer when the store fails or times out (SPEC 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBackendError {
+    /// Every descriptor OK.
+    Allow,
+    /// Every limited descriptor OVER_LIMIT.
+    Deny,
+    /// Decide on an in-memory store in this replica.
+    Local,
+    /// gRPC UNAVAILABLE: Envoy's `failure_mode_deny` decides.
+    Error,
+}
+
+impl OnBackendError {
+    /// A bounded label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Local => "local",
+            Self::Error => "error",
+        }
+    }
+}
 
 /// Behaviour that does not change with the config file.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +60,7 @@ pub struct Options {
     pub headers: HeaderGroups,
     /// Answer OK where the answer would be OVER_LIMIT (and count it).
     pub shadow_mode: bool,
+    pub on_backend_error: OnBackendError,
 }
 
 impl Default for Options {
@@ -43,6 +69,7 @@ impl Default for Options {
             bounds: Bounds::default(),
             headers: HeaderGroups::ALL,
             shadow_mode: false,
+            on_backend_error: OnBackendError::Local,
         }
     }
 }
@@ -56,11 +83,21 @@ pub enum LimitError {
     Store(#[from] StoreError),
 }
 
+/// What a failed store call turns into.
+enum Fallback {
+    /// Decided by the local fallback store.
+    Decided(BatchOutcome),
+    /// Every limited descriptor gets this code.
+    Answer(Code),
+}
+
 /// Decides rate-limit requests against the current config and a store.
 pub struct Limiter<S> {
     config: ArcSwap<Config>,
     store: S,
     options: Options,
+    /// Decides while the store is failing, with `on_backend_error: local`.
+    fallback: MemoryStore,
 }
 
 impl<S: Store> Limiter<S> {
@@ -69,6 +106,7 @@ impl<S: Store> Limiter<S> {
             config: ArcSwap::from_pointee(config),
             store,
             options,
+            fallback: MemoryStore::default(),
         }
     }
 
@@ -109,7 +147,25 @@ impl<S: Store> Limiter<S> {
         if debits.is_empty() {
             return Ok(Decision::all_ok(descriptors));
         }
-        let batch = self.store.charge(&debits).await?;
+        let batch = match self.store.charge(&debits).await {
+            Ok(batch) => batch,
+            Err(error) => match self.on_store_error(error, &debits).await? {
+                Fallback::Decided(batch) => batch,
+                Fallback::Answer(code) => {
+                    let statuses = plans
+                        .iter()
+                        .map(|plan| match plan {
+                            Some(plan) if plan.charges() => Status {
+                                code,
+                                ..Status::unlimited()
+                            },
+                            _ => Status::unlimited(),
+                        })
+                        .collect();
+                    return Ok(self.finish(statuses));
+                }
+            },
+        };
         let statuses = plans
             .iter()
             .map(|plan| match plan {
@@ -118,6 +174,22 @@ impl<S: Store> Limiter<S> {
             })
             .collect();
         Ok(self.finish(statuses))
+    }
+
+    /// Applies `on_backend_error` to a failed store call.
+    async fn on_store_error(
+        &self,
+        error: StoreError,
+        debits: &[Debit],
+    ) -> Result<Fallback, LimitError> {
+        let policy = self.options.on_backend_error;
+        tracing::warn!(%error, kind = error.kind(), policy = policy.as_str(), "backend call failed");
+        match policy {
+            OnBackendError::Error => Err(error.into()),
+            OnBackendError::Allow => Ok(Fallback::Answer(Code::Ok)),
+            OnBackendError::Deny => Ok(Fallback::Answer(Code::OverLimit)),
+            OnBackendError::Local => Ok(Fallback::Decided(self.fallback.charge(debits).await?)),
+        }
     }
 
     /// Overall code, shadow mode, headers and body.

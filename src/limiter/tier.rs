@@ -185,6 +185,11 @@ fn escape(text: &str) -> Cow<'_, str> {
 }
 
 impl Plan {
+    /// Whether the plan charges anything (a failing store concerns it).
+    pub fn charges(&self) -> bool {
+        !matches!(self, Plan::Free)
+    }
+
     /// This descriptor's status, from the store's outcomes.
     pub fn status(&self, outcomes: &[Outcome], now_us: u64) -> Status {
         match self {

@@ -3,14 +3,17 @@
 //! none). Nothing above this module knows which store it talks to.
 //!
 //! - [`memory`]: a sharded map in this process, for a single replica.
+//! - [`redis`]: Redis (single node, Cluster, Sentinel), shared by replicas.
 
 pub mod memory;
+pub mod redis;
 
 use std::future::Future;
 
 use crate::limit::{Debit, Outcome};
 
 pub use memory::MemoryStore;
+pub use redis::{RedisOptions, RedisStore};
 
 /// A store's answer for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,5 +85,34 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+}
+
+/// The store chosen at start-up.
+pub enum AnyStore {
+    Memory(std::sync::Arc<MemoryStore>),
+    Redis(RedisStore),
+}
+
+impl Store for AnyStore {
+    async fn charge(&self, debits: &[Debit]) -> Result<BatchOutcome, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.charge(debits).await,
+            AnyStore::Redis(store) => store.charge(debits).await,
+        }
+    }
+
+    async fn peek(&self, debits: &[Debit]) -> Result<BatchOutcome, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.peek(debits).await,
+            AnyStore::Redis(store) => store.peek(debits).await,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            AnyStore::Memory(store) => store.name(),
+            AnyStore::Redis(store) => store.name(),
+        }
     }
 }

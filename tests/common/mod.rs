@@ -2,6 +2,8 @@
 //! server on a free loopback port, and clocks.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
