@@ -90,7 +90,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if let Err(error) = store.ping().await {
                 tracing::warn!(%error, "redis does not answer yet; on_backend_error applies until it does");
             }
-            AnyStore::Redis(store)
+            AnyStore::Redis(Box::new(store))
         }
     };
     tracing::info!(backend = store.name(), on_backend_error = ?args.on_backend_error, "store ready");

@@ -91,7 +91,7 @@ impl<S: Store> Store for std::sync::Arc<S> {
 /// The store chosen at start-up.
 pub enum AnyStore {
     Memory(std::sync::Arc<MemoryStore>),
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 impl Store for AnyStore {

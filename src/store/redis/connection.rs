@@ -74,7 +74,7 @@ impl RedisUrl {
 pub enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
-    Sentinel(SentinelConnection),
+    Sentinel(Box<SentinelConnection>),
 }
 
 /// The master named by Sentinel, asked again after a connection error (a
@@ -111,10 +111,10 @@ impl Connection {
                     None,
                     SentinelServerType::Master,
                 )?;
-                Ok(Self::Sentinel(SentinelConnection {
+                Ok(Self::Sentinel(Box::new(SentinelConnection {
                     client: Mutex::new(client),
                     current: parking_lot::RwLock::new(None),
-                }))
+                })))
             }
         }
     }
