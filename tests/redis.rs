@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::redis::{RedisCluster, RedisServer};
+use common::redis::{RedisCluster, RedisSentinel, RedisServer};
 use common::*;
 use tollgate::clock::ManualClock;
 use tollgate::config::Config;
@@ -276,4 +276,52 @@ async fn cluster_admits_exactly_the_capacity_and_refunds_across_nodes() {
         fresh.statuses[0].remaining, 149,
         "the rejected requests left sk_cluster_fresh whole"
     );
+}
+
+#[tokio::test]
+async fn decisions_continue_on_the_new_master_after_a_sentinel_failover() {
+    let mut setup = tokio::task::spawn_blocking(RedisSentinel::start)
+        .await
+        .unwrap();
+    let limiter = redis_limiter(&setup.url(), OnBackendError::Error, real_time(500)).await;
+    let call = user_call("sk_failover", "/identify");
+    assert_eq!(
+        limiter.should_rate_limit(&call).await.unwrap().overall,
+        Code::Ok
+    );
+    assert!(
+        setup
+            .master
+            .cli(&["EXISTS", "tollgate:{fingerprint-api:u:sk_failover}:b"])
+            .unwrap()
+            .contains('1')
+    );
+
+    setup.master.kill();
+    let started = Instant::now();
+    let mut recovered = false;
+    while started.elapsed() < Duration::from_secs(30) {
+        if limiter.should_rate_limit(&call).await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "no decision succeeded after the failover");
+    for _ in 0..20 {
+        limiter
+            .should_rate_limit(&call)
+            .await
+            .expect("decisions keep succeeding on the new master");
+    }
+    let role = setup.replica.cli(&["ROLE"]).unwrap();
+    assert!(
+        role.starts_with("master"),
+        "the replica was promoted: {role}"
+    );
+    let bucket = setup
+        .replica
+        .cli(&["GET", "tollgate:{fingerprint-api:u:sk_failover}:b"])
+        .unwrap();
+    assert!(!bucket.trim().is_empty(), "the new master holds the bucket");
 }

@@ -111,6 +111,90 @@ impl Drop for RedisServer {
     }
 }
 
+/// A master, a replica and one Sentinel watching them (quorum 1, fast
+/// failover).
+pub struct RedisSentinel {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    sentinel: Option<Child>,
+    pub sentinel_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisSentinel {
+    pub const MASTER_NAME: &'static str = "tollgate-test";
+
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let replica =
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        let dir = tempfile::tempdir().unwrap();
+        let sentinel_port = free_port();
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor {name} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {name} 500\nsentinel failover-timeout {name} 2000\n",
+                name = Self::MASTER_NAME,
+                master = master.port
+            ),
+        )
+        .unwrap();
+        let sentinel = Command::new("redis-sentinel")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(INSTALL_HINT);
+        let started = Instant::now();
+        loop {
+            let out = Command::new("redis-cli")
+                .args([
+                    "-p",
+                    &sentinel_port.to_string(),
+                    "SENTINEL",
+                    "get-master-addr-by-name",
+                    Self::MASTER_NAME,
+                ])
+                .output()
+                .expect(INSTALL_HINT);
+            if String::from_utf8_lossy(&out.stdout).contains(&master.port.to_string()) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sentinel did not find the master"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            master,
+            replica,
+            sentinel: Some(sentinel),
+            sentinel_port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{}",
+            self.sentinel_port,
+            Self::MASTER_NAME
+        )
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.sentinel.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A 3-master Redis Cluster on free ports.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
