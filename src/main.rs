@@ -84,7 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let options = RedisOptions {
                 prefix: args.redis_prefix.clone(),
                 timeout: Duration::from_millis(args.backend_timeout_ms.max(1)),
-                clock: None,
+                ..RedisOptions::default()
             };
             let store = RedisStore::connect(&args.redis_url, options)
                 .await

@@ -325,3 +325,43 @@ async fn decisions_continue_on_the_new_master_after_a_sentinel_failover() {
         .unwrap();
     assert!(!bucket.trim().is_empty(), "the new master holds the bucket");
 }
+
+#[tokio::test]
+async fn replicas_with_skewed_clocks_agree_because_time_comes_from_redis() {
+    use tollgate::clock::{MonotonicClock, SkewedClock};
+    let server = RedisServer::start();
+    let honest = redis_limiter(&server.url(), OnBackendError::Error, real_time(1000)).await;
+    let skewed_clock = SkewedClock {
+        inner: MonotonicClock::default(),
+        offset_us: 3_600 * 1_000_000,
+    };
+    let skewed_options = RedisOptions {
+        local_clock: Arc::new(skewed_clock),
+        ..real_time(1000)
+    };
+    let skewed = redis_limiter(&server.url(), OnBackendError::Error, skewed_options).await;
+    let call = user_call("sk_skew", "/identify");
+    let mut drain = call.clone();
+    drain.hits_addend = 150;
+    assert_eq!(
+        honest.should_rate_limit(&drain).await.unwrap().overall,
+        Code::Ok
+    );
+    // The replica an hour ahead sees the same empty bucket, not an hour of refill.
+    let seen = skewed.should_rate_limit(&call).await.unwrap();
+    assert_eq!(seen.overall, Code::OverLimit);
+    assert!(
+        seen.statuses[0].retry_us <= 600_000,
+        "{}",
+        seen.statuses[0].retry_us
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // One token refilled by Redis time: exactly one of the two replicas gets it.
+    let a = honest.should_rate_limit(&call).await.unwrap().overall;
+    let b = skewed.should_rate_limit(&call).await.unwrap().overall;
+    assert_eq!(
+        [a, b].iter().filter(|c| **c == Code::Ok).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+}

@@ -44,6 +44,9 @@ pub struct RedisOptions {
     /// `None`: Redis `TIME` (production). `Some`: an injected clock, for
     /// tests that move time by hand.
     pub clock: Option<Arc<dyn Clock>>,
+    /// This replica's own clock: it only times the local shortcut (how long
+    /// Redis said a key stays over limit), never a decision.
+    pub local_clock: Arc<dyn Clock>,
 }
 
 impl Default for RedisOptions {
@@ -52,6 +55,7 @@ impl Default for RedisOptions {
             prefix: "tollgate:".into(),
             timeout: Duration::from_millis(10),
             clock: None,
+            local_clock: Arc::new(crate::clock::MonotonicClock::default()),
         }
     }
 }
@@ -98,7 +102,7 @@ impl RedisStore {
                 options
                     .clock
                     .clone()
-                    .unwrap_or_else(|| Arc::new(crate::clock::MonotonicClock::default())),
+                    .unwrap_or_else(|| Arc::clone(&options.local_clock)),
             ),
             options,
         })

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The Redis comparison in one run on this machine (loopback only, bounded):
+#   1. redis-benchmark: EVALSHA of tollgate's own decide.lua, without and
+#      with pipelining (-P 16) — the Redis ceiling;
+#   2. tollgate --backend redis under benches/loadgen.rs, distinct users:
+#      peak decisions/s, then p50/p99 at 80 % of that peak;
+#   3. tollgate --backend memory under the same generator, for reference.
+# Prints a table of figures and ratios. Needs redis-server, redis-tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-8}
+USERS=${USERS:-100000}
+CONC=${CONC:-128}
+
+command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
+cargo build --release --quiet --bin tollgate --bench loadgen
+LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
+TOLLGATE=target/release/tollgate
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+RPORT=$(free_port)
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
+pids+=($!)
+until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
+
+SHA=$(redis-cli -p "$RPORT" SCRIPT LOAD "$(cat src/store/redis/decide.lua)")
+evalsha() {
+  redis-benchmark -p "$RPORT" -n 200000 -c 50 -r 1000000 "$@" -q \
+    EVALSHA "$SHA" 2 'tollgate:{b:u:__rand_int__}:b' 'tollgate:{b:u:__rand_int__}:m' \
+    charge '' 1000 b 1 150 100 0 w 1 0 50000 0 | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1
+}
+ceiling=$(evalsha)
+ceiling_p16=$(evalsha -P 16)
+redis-cli -p "$RPORT" FLUSHALL >/dev/null
+
+serve() { # backend → sets PORT
+  PORT=$(free_port)
+  "$TOLLGATE" --grpc-addr "127.0.0.1:$PORT" --http-addr "127.0.0.1:$(free_port)" --backend "$1" \
+    --redis-url "redis://127.0.0.1:$RPORT" --on-backend-error error --backend-timeout-ms 100 \
+    >/dev/null 2>"$work/tollgate-$1.log" &
+  pids+=($!)
+  until grep -q "gRPC listening" "$work/tollgate-$1.log" 2>/dev/null; do sleep 0.05; done
+}
+field() { tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
+
+serve redis; GPORT=$PORT
+"$LOADGEN" --addr "127.0.0.1:$GPORT" --users "$USERS" --concurrency "$CONC" --duration 2 >/dev/null # warm-up
+peak_line=$("$LOADGEN" --addr "127.0.0.1:$GPORT" --users "$USERS" --concurrency "$CONC" --duration "$DURATION")
+peak=$(echo "$peak_line" | field rps)
+at80=$(python3 -c "print(int($peak * 0.8))")
+p80_line=$("$LOADGEN" --addr "127.0.0.1:$GPORT" --users "$USERS" --concurrency "$CONC" --duration "$DURATION" --rps "$at80")
+
+serve memory; MPORT=$PORT
+mem_line=$("$LOADGEN" --addr "127.0.0.1:$MPORT" --users "$USERS" --concurrency "$CONC" --duration "$DURATION")
+
+echo
+echo "| measurement | figure |"
+echo "|---|---|"
+echo "| redis-benchmark EVALSHA decide.lua, unpipelined | ${ceiling} /s |"
+echo "| redis-benchmark EVALSHA decide.lua, -P 16 | ${ceiling_p16} /s |"
+echo "| tollgate-redis peak ($USERS users, $CONC in flight) | $peak_line |"
+echo "| tollgate-redis at 80 % of peak ($at80 /s) | $p80_line |"
+echo "| tollgate-memory peak | $mem_line |"
+python3 - "$peak" "$ceiling" "$ceiling_p16" <<'PY'
+import sys
+peak, c1, c16 = map(float, sys.argv[1:])
+print(f"| tollgate-redis / unpipelined EVALSHA | {peak / c1:.2f} |")
+print(f"| tollgate-redis / pipelined EVALSHA | {peak / c16:.2f} |")
+PY
