@@ -111,6 +111,7 @@ fn decisions(c: &mut Criterion) {
             key: "{bench:u:sk_hot}:b".into(),
             limit: Limit::Bucket(BucketSpec::with_burst(1_000_000_000, 1.5)),
             cost: 1,
+            gate: Default::default(),
         },
         Debit {
             key: "{bench:u:sk_hot}:m".into(),
@@ -119,6 +120,7 @@ fn decisions(c: &mut Criterion) {
                 limit: Some(u64::MAX / 2),
             }),
             cost: 1,
+            gate: Default::default(),
         },
     ];
     group.bench_function("hot_key_store_only", |b| {

@@ -7,6 +7,7 @@
 //! - [`store`]: where limit state lives (`memory`); one atomic batch call per request.
 //! - [`limiter`]: backend-neutral decisions — plan debits, call the store, statuses, headers.
 //! - [`rls`]: the gRPC service — protobuf ↔ limiter types, errors → `Status`.
+//! - [`metrics`]: Prometheus metric handles with bounded labels.
 //! - [`server`]: the gRPC listener with health and reflection, and its shutdown.
 //! - [`clock`]: injected time.
 //! - [`proto`]: generated code.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod limit;
 pub mod limiter;
+pub mod metrics;
 pub mod proto;
 pub mod rls;
 pub mod server;

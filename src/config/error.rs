@@ -78,6 +78,29 @@ pub fn locate(source: &str, path: &[&str]) -> Option<usize> {
     found
 }
 
+/// The line of the last `field: value` in a source (block or flow style),
+/// for problems in list items that [`locate`] cannot address.
+pub fn locate_value(source: &str, field: &str, value: &str) -> Option<usize> {
+    let needles = [
+        format!("{field}: {value}"),
+        format!("{field}: \"{value}\""),
+        format!("{field}: '{value}'"),
+    ];
+    source
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            needles.iter().any(|n| {
+                line.match_indices(n.as_str()).any(|(at, _)| {
+                    let after = &line[at + n.len()..];
+                    after.is_empty() || after.starts_with([',', ' ', '}', '#'])
+                })
+            })
+        })
+        .last()
+        .map(|(number, _)| number + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::locate;

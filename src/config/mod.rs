@@ -12,6 +12,7 @@
 mod error;
 pub mod raw;
 pub mod tier;
+pub mod tree;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use std::sync::Arc;
 pub use error::{ConfigError, ConfigErrors};
 use raw::RawDomain;
 pub use tier::{EndpointCost, Tier, TierModel};
+pub use tree::{Match, Rule, Tree};
 
 /// The example configuration of SPEC 2a, served when no `--config` is given.
 pub const BUILTIN_YAML: &str = include_str!("default.yaml");
@@ -32,6 +34,8 @@ pub struct Domain {
     pub file: PathBuf,
     /// The tier model, when the file configures one.
     pub tier_model: Option<TierModel>,
+    /// envoyproxy/ratelimit's descriptor tree (empty when the file has none).
+    pub tree: Tree,
     /// The file as parsed, for `/config`.
     pub raw: RawDomain,
 }
@@ -175,10 +179,19 @@ fn compile_file(file: &Path, text: &str) -> Result<Domain, Vec<ConfigError>> {
     } else {
         None
     };
+    let tree = Tree::compile(&raw.domain, raw.descriptors.as_deref().unwrap_or_default()).map_err(
+        |problems| {
+            problems
+                .into_iter()
+                .map(|(message, key)| error(error::locate_value(text, "key", &key), message))
+                .collect::<Vec<_>>()
+        },
+    )?;
     Ok(Domain {
         name: raw.domain.as_str().into(),
         file: file.to_path_buf(),
         tier_model,
+        tree,
         raw,
     })
 }
@@ -245,7 +258,7 @@ mod tests {
         );
         assert_eq!(
             errors_of("domain: d\nlimits: 3\n")[0],
-            "d.yaml:2: unknown field `limits`, expected one of `domain`, `keys`, `tiers`, `default_tier`, `burst`, `endpoints`, `default_cost`, `anonymous`, `whitelist`, `users`"
+            "d.yaml:2: unknown field `limits`, expected one of `domain`, `keys`, `tiers`, `default_tier`, `burst`, `endpoints`, `default_cost`, `anonymous`, `whitelist`, `users`, `descriptors`"
         );
     }
 

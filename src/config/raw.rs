@@ -29,6 +29,9 @@ pub struct RawDomain {
     pub whitelist: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<BTreeMap<String, String>>,
+    /// envoyproxy/ratelimit's descriptor tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptors: Option<Vec<RawDescriptor>>,
 }
 
 impl RawDomain {
@@ -98,4 +101,49 @@ pub struct RawRate {
     pub per_minute: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<f64>,
+}
+
+/// A node of envoyproxy/ratelimit's descriptor tree, read unchanged.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDescriptor {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RawRateLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptors: Option<Vec<RawDescriptor>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow_mode: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detailed_metric: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quota_mode: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub share_threshold: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub value_to_metric: bool,
+}
+
+/// A tree node's limit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_unit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unlimited: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Vec<RawReplaces>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplaces {
+    pub name: String,
 }

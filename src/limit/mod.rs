@@ -30,6 +30,31 @@ pub struct Debit {
     pub key: String,
     pub limit: Limit,
     pub cost: u64,
+    pub gate: Gate,
+}
+
+/// How a debit's rejection weighs on the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Gate {
+    /// Rejected → the request is rejected.
+    #[default]
+    Enforce,
+    /// Never rejects the request (shadow mode); charged only when allowed.
+    Shadow,
+    /// Quota mode: the request is rejected only when every quota-mode
+    /// debit is rejected; each is charged only when allowed.
+    Quota,
+}
+
+impl Gate {
+    /// The number the Lua script reads.
+    pub fn code(self) -> u8 {
+        match self {
+            Gate::Enforce => 0,
+            Gate::Shadow => 1,
+            Gate::Quota => 2,
+        }
+    }
 }
 
 /// The answer for one debit.
@@ -80,7 +105,9 @@ impl Limit {
     }
 }
 
-/// Decides a request's debits together: all are charged, or none is.
+/// Decides a request's debits together: the request is admitted when every
+/// enforced debit allows it (and, if there are quota-mode debits, at least
+/// one of them); then every allowed debit is charged, else none is.
 ///
 /// `slots[i]` names the state debit `i` reads (debits on one key share a
 /// slot and see each other's charges in order); `states` holds those
@@ -94,16 +121,23 @@ pub fn decide_batch(
 ) -> (Vec<Outcome>, bool) {
     let mut working: smallvec::SmallVec<[Option<State>; 4]> = states.iter().copied().collect();
     let mut outcomes = Vec::with_capacity(debits.len());
-    let mut admitted = true;
+    let (mut enforced, mut quota_seen, mut quota_allowed) = (true, false, false);
     for (debit, &slot) in debits.iter().zip(slots) {
         let (outcome, next) = debit.limit.charge(working[slot], now_us, debit.cost);
         if outcome.allowed {
             working[slot] = Some(next);
-        } else {
-            admitted = false;
+        }
+        match debit.gate {
+            Gate::Enforce => enforced &= outcome.allowed,
+            Gate::Shadow => {}
+            Gate::Quota => {
+                quota_seen = true;
+                quota_allowed |= outcome.allowed;
+            }
         }
         outcomes.push(outcome);
     }
+    let admitted = enforced && (!quota_seen || quota_allowed);
     if admitted {
         states.copy_from_slice(&working);
     } else {
@@ -130,6 +164,7 @@ mod tests {
                 per_minute: 60,
             }),
             cost,
+            gate: Default::default(),
         }
     }
 

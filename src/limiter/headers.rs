@@ -1,7 +1,7 @@
 //! Client-facing headers and the 429 body (SPEC 4), rendered from the
 //! decisive status. Each group can be turned off by a setting.
 
-use super::status::{Code, LimitKind, Status};
+use super::status::{LimitKind, Status};
 
 /// Which header groups to add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,15 +67,16 @@ pub fn ceil_secs(us: u64) -> u64 {
 }
 
 /// Headers and body for a decision whose decisive status is `status`.
+/// `rejected`: the request as a whole is over limit.
 pub fn render(
     status: &Status,
+    rejected: bool,
     groups: HeaderGroups,
 ) -> (Vec<(&'static str, String)>, Option<String>) {
     let mut headers = Vec::new();
     let Some(limit) = &status.limit else {
         return (headers, None);
     };
-    let rejected = status.code == Code::OverLimit;
     let reset = ceil_secs(status.reset_us);
     let retry = ceil_secs(status.retry_us);
     if groups.x_ratelimit {
@@ -126,7 +127,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::status::{ReportedLimit, Unit};
+    use crate::limiter::status::{Code, ReportedLimit, Unit};
 
     fn status(code: Code) -> Status {
         Status {
@@ -148,7 +149,7 @@ mod tests {
 
     #[test]
     fn over_limit_renders_every_group() {
-        let (headers, body) = render(&status(Code::OverLimit), HeaderGroups::ALL);
+        let (headers, body) = render(&status(Code::OverLimit), true, HeaderGroups::ALL);
         let get = |k| {
             headers
                 .iter()
@@ -176,7 +177,7 @@ mod tests {
 
     #[test]
     fn allowed_has_no_body_and_t_is_the_reset() {
-        let (headers, body) = render(&status(Code::Ok), HeaderGroups::ALL);
+        let (headers, body) = render(&status(Code::Ok), false, HeaderGroups::ALL);
         assert!(body.is_none());
         assert!(
             headers
@@ -189,7 +190,7 @@ mod tests {
     #[test]
     fn groups_switch_off() {
         let groups = HeaderGroups::parse("ietf").unwrap();
-        let (headers, body) = render(&status(Code::OverLimit), groups);
+        let (headers, body) = render(&status(Code::OverLimit), true, groups);
         let names: Vec<_> = headers.iter().map(|(h, _)| *h).collect();
         assert_eq!(names, ["ratelimit-policy", "ratelimit"]);
         assert!(body.is_none());

@@ -14,6 +14,7 @@ pub mod headers;
 pub mod request;
 pub mod status;
 pub mod tier;
+pub mod tree;
 
 use std::sync::Arc;
 
@@ -25,8 +26,10 @@ pub use status::{Code, Decision, LimitKind, ReportedLimit, Status, Unit};
 
 use crate::config::Config;
 use crate::limit::Debit;
+use crate::metrics::Metrics;
 use crate::store::{BatchOutcome, MemoryStore, Store, StoreError};
 use tier::Planned;
+use tree::TreePlan;
 
 /// What to answer when the store fails or times out (SPEC 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +86,35 @@ pub enum LimitError {
     Store(#[from] StoreError),
 }
 
+/// One descriptor's plan: the tier model's or the descriptor tree's.
+#[derive(Debug, Clone)]
+enum DescriptorPlan {
+    Tier(tier::Plan),
+    Tree(TreePlan),
+}
+
+impl DescriptorPlan {
+    fn charges(&self) -> bool {
+        match self {
+            DescriptorPlan::Tier(plan) => plan.charges(),
+            DescriptorPlan::Tree(plan) => plan.charges(),
+        }
+    }
+
+    fn status(
+        &self,
+        outcomes: &[crate::limit::Outcome],
+        now_us: u64,
+        domain: &str,
+        metrics: &Metrics,
+    ) -> Status {
+        match self {
+            DescriptorPlan::Tier(plan) => plan.status(outcomes, now_us),
+            DescriptorPlan::Tree(plan) => plan.status(outcomes, domain, metrics),
+        }
+    }
+}
+
 /// What a failed store call turns into.
 enum Fallback {
     /// Decided by the local fallback store.
@@ -98,6 +130,7 @@ pub struct Limiter<S> {
     options: Options,
     /// Decides while the store is failing, with `on_backend_error: local`.
     fallback: MemoryStore,
+    metrics: Arc<Metrics>,
 }
 
 impl<S: Store> Limiter<S> {
@@ -107,7 +140,12 @@ impl<S: Store> Limiter<S> {
             store,
             options,
             fallback: MemoryStore::default(),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The config snapshot in force.
@@ -137,15 +175,32 @@ impl<S: Store> Limiter<S> {
             return Ok(Decision::all_ok(descriptors));
         };
         let mut debits: Vec<Debit> = Vec::new();
-        let plans = match &domain.tier_model {
-            None => vec![None; descriptors],
+        let mut plans: Vec<DescriptorPlan> = match &domain.tier_model {
+            None => vec![DescriptorPlan::Tree(TreePlan::None); descriptors],
             Some(model) => match tier::plan(model, &domain.name, request, &mut debits) {
                 Planned::Whitelisted => return Ok(Decision::all_ok(descriptors)),
-                Planned::Plans(plans) => plans,
+                Planned::Plans(plans) => plans
+                    .into_iter()
+                    .map(|p| p.map_or(DescriptorPlan::Tree(TreePlan::None), DescriptorPlan::Tier))
+                    .collect(),
             },
         };
+        // Descriptors the tier model does not own go to the descriptor tree.
+        let tree_indices: Vec<usize> = (0..descriptors)
+            .filter(|&i| matches!(plans[i], DescriptorPlan::Tree(_)))
+            .collect();
+        if !tree_indices.is_empty() {
+            let tree_plans = tree::plan(domain, request, &tree_indices, &mut debits);
+            for (i, plan) in tree_indices.into_iter().zip(tree_plans) {
+                plans[i] = DescriptorPlan::Tree(plan);
+            }
+        }
         if debits.is_empty() {
-            return Ok(Decision::all_ok(descriptors));
+            let statuses = plans
+                .iter()
+                .map(|p| p.status(&[], 0, &domain.name, &self.metrics))
+                .collect();
+            return Ok(self.finish(statuses, false));
         }
         let batch = match self.store.charge(&debits).await {
             Ok(batch) => batch,
@@ -154,26 +209,23 @@ impl<S: Store> Limiter<S> {
                 Fallback::Answer(code) => {
                     let statuses = plans
                         .iter()
-                        .map(|plan| match plan {
-                            Some(plan) if plan.charges() => Status {
+                        .map(|plan| match plan.charges() {
+                            true => Status {
                                 code,
                                 ..Status::unlimited()
                             },
-                            _ => Status::unlimited(),
+                            false => Status::unlimited(),
                         })
                         .collect();
-                    return Ok(self.finish(statuses));
+                    return Ok(self.finish(statuses, code == Code::OverLimit));
                 }
             },
         };
         let statuses = plans
             .iter()
-            .map(|plan| match plan {
-                Some(plan) => plan.status(&batch.outcomes, batch.now_us),
-                None => Status::unlimited(),
-            })
+            .map(|plan| plan.status(&batch.outcomes, batch.now_us, &domain.name, &self.metrics))
             .collect();
-        Ok(self.finish(statuses))
+        Ok(self.finish(statuses, !batch.admitted))
     }
 
     /// Applies `on_backend_error` to a failed store call.
@@ -192,16 +244,17 @@ impl<S: Store> Limiter<S> {
         }
     }
 
-    /// Overall code, shadow mode, headers and body.
-    fn finish(&self, mut statuses: Vec<Status>) -> Decision {
-        let over = statuses.iter().any(|s| s.code == Code::OverLimit);
-        if over && self.options.shadow_mode {
+    /// Overall code (`over`: the request was rejected), global shadow
+    /// mode, headers and body.
+    fn finish(&self, mut statuses: Vec<Status>, over: bool) -> Decision {
+        let shadow = over && self.options.shadow_mode;
+        if shadow {
             for status in &mut statuses {
                 status.code = Code::Ok;
             }
         }
         let mut decision = Decision {
-            overall: if over && !self.options.shadow_mode {
+            overall: if over && !shadow {
                 Code::OverLimit
             } else {
                 Code::Ok
@@ -211,7 +264,11 @@ impl<S: Store> Limiter<S> {
             body: None,
         };
         if let Some(decisive) = decision.decisive() {
-            (decision.headers, decision.body) = headers::render(decisive, self.options.headers);
+            (decision.headers, decision.body) = headers::render(
+                decisive,
+                decision.overall == Code::OverLimit,
+                self.options.headers,
+            );
         }
         decision
     }

@@ -103,7 +103,7 @@ impl Decision {
     pub fn decisive(&self) -> Option<&Status> {
         self.statuses
             .iter()
-            .find(|s| s.code == Code::OverLimit)
+            .find(|s| self.overall == Code::OverLimit && s.code == Code::OverLimit)
             .or_else(|| {
                 self.statuses
                     .iter()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::request::Request;
 use super::status::{Code, LimitKind, ReportedLimit, Status, Unit};
 use crate::config::{Tier, TierModel};
-use crate::limit::{BucketSpec, Debit, Limit, Outcome, Window, WindowSpec};
+use crate::limit::{BucketSpec, Debit, Gate, Limit, Outcome, Window, WindowSpec};
 
 /// What one tier-model descriptor asks of the store: indices into the
 /// request's debits.
@@ -112,6 +112,7 @@ pub fn plan(
                             key: key(domain, "u", user, "b"),
                             limit: Limit::Bucket(spec),
                             cost,
+                            gate: Gate::Enforce,
                         });
                         debits.len() - 1
                     });
@@ -123,6 +124,7 @@ pub fn plan(
                         key: key(domain, "u", user, "m"),
                         limit: Limit::Window(monthly),
                         cost,
+                        gate: Gate::Enforce,
                     });
                     Plan::User {
                         tier: Arc::clone(tier),
@@ -138,6 +140,7 @@ pub fn plan(
                             key: key(domain, "ip", ip, "b"),
                             limit: Limit::Bucket(spec),
                             cost,
+                            gate: Gate::Enforce,
                         });
                         Plan::Anonymous {
                             bucket: debits.len() - 1,

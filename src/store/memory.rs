@@ -193,6 +193,7 @@ mod tests {
                 per_minute: 60,
             }),
             cost: 1,
+            gate: Default::default(),
         }
     }
 

@@ -12,10 +12,14 @@
 --          clock for every replica)
 -- ARGV[3]  TTL slack in milliseconds, added to every key's expiry
 -- then per debit i, five values from ARGV[4 + 5(i-1)]:
---          "b", cost, capacity, per_minute, 0     token bucket
---          "w", cost, window, limit, 0            window: 0 = calendar month
+--          "b", cost, capacity, per_minute, gate  token bucket
+--          "w", cost, window, limit, gate         window: 0 = calendar month
 --                                                 (UTC), else seconds;
 --                                                 limit -1 = count only
+--          gate: 0 enforce (a rejection rejects the request), 1 shadow
+--          (never rejects), 2 quota mode (rejects only if every quota-mode
+--          debit is rejected); shadow and quota debits are charged only
+--          when allowed
 -- Returns {admitted, now_us, then per debit: allowed, remaining, reset_us,
 -- retry_us}; remaining -1 = unlimited.
 -- State: bucket "<tokens> <at_us>", window "<index> <used>" (strings, %.17g
@@ -89,6 +93,7 @@ for i = 1, #KEYS do
   debits[i] = {
     key = KEYS[i], kind = ARGV[base], cost = tonumber(ARGV[base + 1]),
     a = tonumber(ARGV[base + 2]), b = tonumber(ARGV[base + 3]),
+    gate = tonumber(ARGV[base + 4]),
   }
 end
 
@@ -175,18 +180,24 @@ end
 -- Decide on working copies; write only if every debit is allowed.
 local working, ttl = {}, {}
 for key, state in pairs(states) do working[key] = state end
-local outcomes, admitted = {}, true
+local outcomes = {}
+local enforced, quota_seen, quota_allowed = true, false, false
 for i = 1, #debits do
   local d = debits[i]
   local outcome, next_state, ttl_ms = charge(d, working[d.key], d.cost)
   if outcome[1] then
     working[d.key] = next_state
     ttl[d.key] = max(ttl[d.key] or 0, ttl_ms)
-  else
-    admitted = false
+  end
+  if d.gate == 0 then
+    enforced = enforced and outcome[1]
+  elseif d.gate == 2 then
+    quota_seen = true
+    quota_allowed = quota_allowed or outcome[1]
   end
   outcomes[i] = outcome
 end
+local admitted = enforced and (not quota_seen or quota_allowed)
 
 if admitted then
   if mode == "charge" then

@@ -143,7 +143,7 @@ impl RedisStore {
                     .arg(debit.cost)
                     .arg(spec.capacity)
                     .arg(spec.per_minute)
-                    .arg(0),
+                    .arg(debit.gate.code()),
                 Limit::Window(spec) => {
                     let window = match spec.window {
                         Window::Month => 0,
@@ -157,7 +157,7 @@ impl RedisStore {
                         .arg(debit.cost)
                         .arg(window)
                         .arg(limit)
-                        .arg(0)
+                        .arg(debit.gate.code())
                 }
             };
         }
