@@ -9,7 +9,7 @@ use super::request::Request;
 use super::status::{Code, LimitKind, ReportedLimit, Status};
 use super::tier::key;
 use crate::config::tree::unit_seconds;
-use crate::config::{Domain, Rule};
+use crate::config::{Domain, Match, Rule};
 use crate::limit::{Debit, Gate, Limit, Outcome, Window, WindowSpec};
 use crate::metrics::{Metrics, NEAR_LIMIT_RATIO};
 
@@ -38,7 +38,7 @@ pub fn plan(
     debits: &mut Vec<Debit>,
 ) -> Vec<TreePlan> {
     // Match every descriptor first: `replaces` looks across the request.
-    let matches: Vec<Option<(Arc<Rule>, String, Arc<str>)>> = indices
+    let matches: Vec<Option<Match>> = indices
         .iter()
         .map(|&i| {
             let descriptor = &request.descriptors[i];
@@ -67,26 +67,32 @@ pub fn plan(
                     detailed_metric: false,
                     stat_key: format!("{}.override", domain.name).into(),
                 };
-                let stat = Arc::clone(&rule.stat_key);
-                return Some((Arc::new(rule), counter, stat));
+                let stat_key = rule.stat_key.to_string();
+                return Some(Match {
+                    rule: Arc::new(rule),
+                    counter,
+                    stat_key,
+                });
             }
-            domain
-                .tree
-                .find(&domain.name, &entries)
-                .map(|m| (m.rule, m.counter, m.stat_key.into()))
+            domain.tree.find(&domain.name, &entries)
         })
         .collect();
     let replaced: HashSet<String> = matches
         .iter()
         .flatten()
-        .flat_map(|(rule, _, _)| rule.replaces.iter().cloned())
+        .flat_map(|m| m.rule.replaces.iter().cloned())
         .collect();
 
     matches
         .into_iter()
         .zip(indices)
         .map(|(matched, &i)| {
-            let Some((rule, counter, stat_key)) = matched else {
+            let Some(Match {
+                rule,
+                counter,
+                stat_key,
+            }) = matched
+            else {
                 return TreePlan::None;
             };
             if !rule.name.is_empty() && replaced.contains(&*rule.name) {
@@ -122,7 +128,7 @@ pub fn plan(
                     kind: LimitKind::Rate,
                 },
                 shadow: rule.shadow_mode,
-                stat_key,
+                stat_key: stat_key.into(),
                 hits,
             }
         })
