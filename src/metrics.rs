@@ -18,6 +18,8 @@ pub struct Metrics {
     pub rule_near_limit: IntCounterVec,
     pub rule_within_limit: IntCounterVec,
     pub rule_shadow_mode: IntCounterVec,
+    /// Requests that global shadow mode let through.
+    pub shadow_mode_requests: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -58,6 +60,20 @@ impl Metrics {
                 "tollgate_rule_shadow_mode",
                 "Hits over a rule's limit let through by shadow mode.",
             ),
+            shadow_mode_requests: {
+                let counter = IntCounterVec::new(
+                    Opts::new(
+                        "tollgate_shadow_mode_requests_total",
+                        "OVER_LIMIT answers turned into OK by global shadow mode.",
+                    ),
+                    &["domain"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(counter.clone()))
+                    .expect("unique metric");
+                counter
+            },
             registry,
         }
     }

@@ -4,21 +4,12 @@
 
 mod common;
 
-use std::future::Future;
-use std::sync::Arc;
-
+use common::backends::{MakeStore, Memory, Redis};
 use common::*;
 use tollgate::clock::ManualClock;
 use tollgate::config::Config;
-use tollgate::limit::Debit;
 use tollgate::limiter::{Code, Decision, Descriptor, Limiter, Options, Request, Unit};
-use tollgate::store::{BatchOutcome, MemoryStore, RedisOptions, RedisStore, Store, StoreError};
-
-/// Builds a fresh, empty store of one backend on a given clock.
-pub trait MakeStore {
-    type Store: Store;
-    fn make(&self, clock: ManualClock) -> impl Future<Output = Self::Store>;
-}
+use tollgate::store::Store;
 
 struct Harness<S> {
     limiter: Limiter<S>,
@@ -417,53 +408,6 @@ macro_rules! backend_suite {
     };
 }
 
-struct Memory;
-
-impl MakeStore for Memory {
-    type Store = MemoryStore;
-    async fn make(&self, clock: ManualClock) -> MemoryStore {
-        MemoryStore::new(Arc::new(clock))
-    }
-}
-
 backend_suite!(memory, Memory);
-
-/// A Redis store with its own redis-server, on the injected clock (Redis
-/// TIME is replaced so the suite can move time by hand).
-struct Redis;
-
-struct RedisWithServer {
-    store: RedisStore,
-    _server: common::redis::RedisServer,
-}
-
-impl Store for RedisWithServer {
-    async fn charge(&self, debits: &[Debit]) -> Result<BatchOutcome, StoreError> {
-        self.store.charge(debits).await
-    }
-    async fn peek(&self, debits: &[Debit]) -> Result<BatchOutcome, StoreError> {
-        self.store.peek(debits).await
-    }
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-}
-
-impl MakeStore for Redis {
-    type Store = RedisWithServer;
-    async fn make(&self, clock: ManualClock) -> RedisWithServer {
-        let server = common::redis::RedisServer::start();
-        let options = RedisOptions {
-            timeout: std::time::Duration::from_secs(2),
-            clock: Some(Arc::new(clock)),
-            ..RedisOptions::default()
-        };
-        let store = RedisStore::connect(&server.url(), options).await.unwrap();
-        RedisWithServer {
-            store,
-            _server: server,
-        }
-    }
-}
 
 backend_suite!(redis, Redis);

@@ -200,7 +200,7 @@ impl<S: Store> Limiter<S> {
                 .iter()
                 .map(|p| p.status(&[], 0, &domain.name, &self.metrics))
                 .collect();
-            return Ok(self.finish(statuses, false));
+            return Ok(self.finish(&domain.name, statuses, false));
         }
         let batch = match self.store.charge(&debits).await {
             Ok(batch) => batch,
@@ -217,7 +217,7 @@ impl<S: Store> Limiter<S> {
                             false => Status::unlimited(),
                         })
                         .collect();
-                    return Ok(self.finish(statuses, code == Code::OverLimit));
+                    return Ok(self.finish(&domain.name, statuses, code == Code::OverLimit));
                 }
             },
         };
@@ -225,7 +225,7 @@ impl<S: Store> Limiter<S> {
             .iter()
             .map(|plan| plan.status(&batch.outcomes, batch.now_us, &domain.name, &self.metrics))
             .collect();
-        Ok(self.finish(statuses, !batch.admitted))
+        Ok(self.finish(&domain.name, statuses, !batch.admitted))
     }
 
     /// Applies `on_backend_error` to a failed store call.
@@ -246,9 +246,13 @@ impl<S: Store> Limiter<S> {
 
     /// Overall code (`over`: the request was rejected), global shadow
     /// mode, headers and body.
-    fn finish(&self, mut statuses: Vec<Status>, over: bool) -> Decision {
+    fn finish(&self, domain: &str, mut statuses: Vec<Status>, over: bool) -> Decision {
         let shadow = over && self.options.shadow_mode;
         if shadow {
+            self.metrics
+                .shadow_mode_requests
+                .with_label_values(&[domain])
+                .inc();
             for status in &mut statuses {
                 status.code = Code::Ok;
             }

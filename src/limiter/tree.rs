@@ -163,8 +163,12 @@ impl TreePlan {
                     .with_label_values(&labels)
                     .inc_by(*hits);
                 if outcome.allowed {
+                    // As envoyproxy/ratelimit: near when the count after this
+                    // hit passes floor(limit × 0.8).
                     let used = limit.requests_per_unit.saturating_sub(outcome.remaining);
-                    if used as f64 >= limit.requests_per_unit as f64 * NEAR_LIMIT_RATIO {
+                    let threshold =
+                        (limit.requests_per_unit as f64 * NEAR_LIMIT_RATIO).floor() as u64;
+                    if used > threshold {
                         metrics
                             .rule_near_limit
                             .with_label_values(&labels)

@@ -2,6 +2,7 @@
 //! server on a free loopback port, and clocks.
 #![allow(dead_code)]
 
+pub mod backends;
 pub mod redis;
 
 use std::net::SocketAddr;

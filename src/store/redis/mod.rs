@@ -31,7 +31,8 @@ use crate::limit::{Debit, Limit, Outcome, Window};
 /// The decision script; see its header for KEYS and ARGV.
 pub const DECIDE_LUA: &str = include_str!("decide.lua");
 
-/// Extra time every key lives past the moment its state stops mattering.
+/// Extra time every key lives past the moment its state stops mattering
+/// (plus up to a second of jitter).
 const TTL_SLACK_MS: u64 = 1000;
 
 /// How to reach and use Redis.
@@ -135,7 +136,14 @@ impl RedisStore {
             Some(clock) => invocation.arg(clock.now_us()),
             None => invocation.arg(""),
         };
-        invocation.arg(TTL_SLACK_MS);
+        // Jitter spreads the expiry of keys written together.
+        let jitter = u64::from(
+            std::time::SystemTime::UNIX_EPOCH
+                .elapsed()
+                .map_or(0, |d| d.subsec_nanos())
+                % 1000,
+        );
+        invocation.arg(TTL_SLACK_MS + jitter);
         for debit in debits {
             match debit.limit {
                 Limit::Bucket(spec) => invocation
