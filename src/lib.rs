@@ -8,6 +8,9 @@
 //! - [`limiter`]: backend-neutral decisions — plan debits, call the store, statuses, headers.
 //! - [`rls`]: the gRPC service — protobuf ↔ limiter types, errors → `Status`.
 //! - [`metrics`]: Prometheus metric handles with bounded labels.
+//! - [`admin`]: the HTTP admin API (metrics, health, status, quota, check, config).
+//! - [`json`]: proto3 JSON mapping of the RLS messages, for `POST /check`.
+//! - [`reload`]: hot reload on file change or SIGHUP.
 //! - [`server`]: the gRPC listener with health and reflection, and its shutdown.
 //! - [`clock`]: injected time.
 //! - [`proto`]: generated code.
@@ -20,12 +23,15 @@
 //! [`rls::to_proto`] → Envoy. Nothing below `limiter` knows about protobuf;
 //! nothing above `store` knows which store it uses.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod json;
 pub mod limit;
 pub mod limiter;
 pub mod metrics;
 pub mod proto;
+pub mod reload;
 pub mod rls;
 pub mod server;
 pub mod settings;

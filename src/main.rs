@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use tokio::net::TcpListener;
+use tollgate::admin::{self, Admin};
 use tollgate::config::Config;
 use tollgate::limiter::Limiter;
-use tollgate::server::serve_grpc;
+use tollgate::reload;
+use tollgate::server::{GrpcLimits, serve_grpc};
 use tollgate::settings::{Backend, Cli, Command, LogFormat, ServeArgs};
 use tollgate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore, Store};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 fn main() -> ExitCode {
     match Cli::parse().command() {
@@ -97,23 +101,95 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     tracing::info!(backend = store.name(), on_backend_error = ?args.on_backend_error, "store ready");
     let limiter = Arc::new(Limiter::new(config, store, args.limiter_options()));
+    let _watcher = match &args.config {
+        Some(path) => {
+            Some(reload::spawn(Arc::clone(&limiter), path.clone()).context("watching the config")?)
+        }
+        None => None,
+    };
+    let tls = tls_config(&args)?;
 
-    let listener = tokio::net::TcpListener::bind(args.grpc_addr)
+    let grpc_listener = TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.grpc_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "gRPC listening");
-    serve_grpc(
-        limiter,
-        listener,
-        None,
+    let http_listener = TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http_addr))?;
+    tracing::info!(addr = %grpc_listener.local_addr()?, tls = tls.is_some(), "gRPC listening");
+    tracing::info!(addr = %http_listener.local_addr()?, "HTTP admin listening");
+
+    // One signal stops both servers, after readiness has failed for a while.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin = Admin::new(Arc::clone(&limiter));
+    let limits = GrpcLimits {
+        timeout: Duration::from_millis(args.grpc_timeout_ms.max(1)),
+        concurrency_per_connection: args.grpc_concurrency_per_connection.max(1),
+    };
+    let (health_tx, health_rx) = tokio::sync::oneshot::channel();
+    let grpc = tokio::spawn(serve_grpc(
+        Arc::clone(&limiter),
+        grpc_listener,
+        tls,
+        limits,
         |health| {
-            tokio::spawn(async move { health.set(true).await });
+            let serving = health.clone();
+            tokio::spawn(async move { serving.set(true).await });
+            let _ = health_tx.send(health);
         },
-        shutdown,
-    )
-    .await?;
+        until_stopped(stopped.clone()),
+    ));
+    let http = tokio::spawn(
+        axum::serve(http_listener, admin::router(Arc::clone(&admin)))
+            .with_graceful_shutdown(until_stopped(stopped))
+            .into_future(),
+    );
+
+    shutdown.await;
+    let drain = Duration::from_secs(args.drain_secs);
+    tracing::info!(
+        ?drain,
+        "shutting down: readiness fails now, listeners close after the drain delay"
+    );
+    admin
+        .accepting
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    if let Ok(health) = health_rx.await {
+        health.set(false).await;
+    }
+    tokio::time::sleep(drain).await;
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(drain.max(Duration::from_secs(1)), async {
+        let grpc = grpc.await.context("gRPC task")?;
+        let http = http.await.context("HTTP task")?;
+        grpc.context("gRPC server")?;
+        http.context("HTTP admin server")?;
+        anyhow::Ok(())
+    })
+    .await;
+    match drained {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!("drain time over; exiting with calls still open"),
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// TLS (and mutual TLS with a client CA) for the gRPC listener.
+fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &args.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }
 
 /// Registers for SIGTERM and SIGINT now (so a signal that arrives during

@@ -3,7 +3,7 @@
 //! except where a rule opts in with `detailed_metric`, as in
 //! envoyproxy/ratelimit.
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Share of a limit used at which a hit counts as near the limit.
 pub const NEAR_LIMIT_RATIO: f64 = 0.8;
@@ -20,12 +20,54 @@ pub struct Metrics {
     pub rule_shadow_mode: IntCounterVec,
     /// Requests that global shadow mode let through.
     pub shadow_mode_requests: IntCounterVec,
+    /// Descriptor decisions by domain, tier, endpoint, code and reason.
+    pub decisions: IntCounterVec,
+    /// Allowed tier-model decisions with ≥ 80 % of the decisive limit used.
+    pub near_limit: IntCounterVec,
+    /// Store call latency.
+    pub backend_duration: HistogramVec,
+    /// Failed store calls by kind (timeout, connection, backend).
+    pub backend_errors: IntCounterVec,
+    /// Answers given by `on_backend_error` instead of the store.
+    pub fallbacks: IntCounterVec,
+    /// ShouldRateLimit latency by gRPC code.
+    pub grpc_duration: HistogramVec,
+    /// Config reloads by result (ok, error).
+    pub config_reloads: IntCounterVec,
+    /// Live entries of the in-memory store.
+    pub memory_entries: IntGauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("unique metric");
+    counter
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let histogram = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(histogram.clone()))
+        .expect("unique metric");
+    histogram
 }
 
 impl Metrics {
@@ -73,6 +115,65 @@ impl Metrics {
                     .register(Box::new(counter.clone()))
                     .expect("unique metric");
                 counter
+            },
+            decisions: counter(
+                &registry,
+                "tollgate_decisions_total",
+                "Descriptor decisions.",
+                &["domain", "tier", "endpoint", "code", "reason"],
+            ),
+            near_limit: counter(
+                &registry,
+                "tollgate_near_limit_total",
+                "Allowed decisions with at least 80% of the limit used.",
+                &["domain", "tier"],
+            ),
+            backend_duration: histogram(
+                &registry,
+                "tollgate_backend_duration_seconds",
+                "Store call latency.",
+                &["backend"],
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                ],
+            ),
+            backend_errors: counter(
+                &registry,
+                "tollgate_backend_errors_total",
+                "Failed store calls.",
+                &["backend", "kind"],
+            ),
+            fallbacks: counter(
+                &registry,
+                "tollgate_backend_fallbacks_total",
+                "Answers given by on_backend_error.",
+                &["policy"],
+            ),
+            grpc_duration: histogram(
+                &registry,
+                "tollgate_grpc_request_duration_seconds",
+                "ShouldRateLimit latency.",
+                &["code"],
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ],
+            ),
+            config_reloads: counter(
+                &registry,
+                "tollgate_config_reloads_total",
+                "Config reloads.",
+                &["result"],
+            ),
+            memory_entries: {
+                let gauge = IntGauge::new(
+                    "tollgate_memory_entries",
+                    "Live entries of the in-memory store.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("unique metric");
+                gauge
             },
             registry,
         }

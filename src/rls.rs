@@ -38,11 +38,23 @@ impl<S: Store> RateLimitService for RlsService<S> {
         &self,
         request: GrpcRequest<RateLimitRequest>,
     ) -> Result<GrpcResponse<RateLimitResponse>, tonic::Status> {
+        let started = std::time::Instant::now();
         let request = from_proto(request.into_inner());
-        match self.limiter.should_rate_limit(&request).await {
+        let result = match self.limiter.should_rate_limit(&request).await {
             Ok(decision) => Ok(GrpcResponse::new(to_proto(decision))),
             Err(error) => Err(to_status(error)),
-        }
+        };
+        let code = match &result {
+            Ok(_) => "ok",
+            Err(status) if status.code() == tonic::Code::InvalidArgument => "invalid_argument",
+            Err(_) => "unavailable",
+        };
+        self.limiter
+            .metrics()
+            .grpc_duration
+            .with_label_values(&[code])
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 }
 

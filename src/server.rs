@@ -51,13 +51,36 @@ impl Health {
     }
 }
 
+/// Limits of the gRPC server's tower stack.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcLimits {
+    /// Per call: answered with an error when exceeded.
+    pub timeout: std::time::Duration,
+    /// Per connection: calls beyond this are shed at once (UNAVAILABLE)
+    /// rather than queued.
+    pub concurrency_per_connection: usize,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        Self {
+            timeout: std::time::Duration::from_secs(1),
+            concurrency_per_connection: 1024,
+        }
+    }
+}
+
 /// Serves gRPC on `listener` until `shutdown` resolves, then drains.
+///
+/// Tower stack, outermost first, per connection: load shedding (refuse when
+/// the next layer is full) → concurrency limit → timeout → the services.
 /// `on_ready` receives the health handle once the services are built (it
 /// starts NOT_SERVING; the caller sets it once config and backend are up).
 pub async fn serve_grpc<S: Store>(
     limiter: Arc<Limiter<S>>,
     listener: TcpListener,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    limits: GrpcLimits,
     health_ready: impl FnOnce(Health),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -76,7 +99,10 @@ pub async fn serve_grpc<S: Store>(
         .build_v1alpha()?;
     let rls: RateLimitServiceServer<RlsService<S>> = RlsService::new(limiter).into_server();
 
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .load_shed(true)
+        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .timeout(limits.timeout);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

@@ -146,6 +146,23 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_RESPONSE_HEADERS", default_value = "all", value_parser = HeaderGroups::parse)]
     pub response_headers: HeaderGroups,
 
+    /// Longest time one gRPC call may take before it is answered with an error, in ms.
+    #[arg(long, env = "TOLLGATE_GRPC_TIMEOUT_MS", default_value_t = 1000)]
+    pub grpc_timeout_ms: u64,
+
+    /// Most calls in flight on one gRPC connection; beyond it calls are shed (UNAVAILABLE).
+    #[arg(
+        long,
+        env = "TOLLGATE_GRPC_CONCURRENCY_PER_CONNECTION",
+        default_value_t = 1024
+    )]
+    pub grpc_concurrency_per_connection: usize,
+
+    /// On SIGTERM: seconds to keep failing readiness before closing listeners
+    /// (lets load balancers notice), then at most this long again to drain.
+    #[arg(long, env = "TOLLGATE_DRAIN_SECS", default_value_t = 5)]
+    pub drain_secs: u64,
+
     /// How often the memory backend forgets idle entries, in seconds.
     #[arg(long, env = "TOLLGATE_SWEEP_INTERVAL_SECS", default_value_t = 10)]
     pub sweep_interval_secs: u64,

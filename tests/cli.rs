@@ -70,6 +70,7 @@ fn serve_reads_its_address_from_the_environment_and_exits_0_on_sigterm() {
     let mut child = Command::new(BIN)
         .env("TOLLGATE_GRPC_ADDR", "127.0.0.1:0")
         .env("TOLLGATE_HTTP_ADDR", "127.0.0.1:0")
+        .env("TOLLGATE_DRAIN_SECS", "0")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()

@@ -94,6 +94,14 @@ enum DescriptorPlan {
 }
 
 impl DescriptorPlan {
+    /// Bounded metric labels: tier (or `tree`) and endpoint pattern.
+    fn labels(&self) -> (&str, &str) {
+        match self {
+            DescriptorPlan::Tier(plan) => plan.labels(),
+            DescriptorPlan::Tree(_) => ("tree", "-"),
+        }
+    }
+
     fn charges(&self) -> bool {
         match self {
             DescriptorPlan::Tier(plan) => plan.charges(),
@@ -172,13 +180,18 @@ impl<S: Store> Limiter<S> {
         let config = self.config.load();
         let descriptors = request.descriptors.len();
         let Some(domain) = config.domain(&request.domain) else {
+            // The request's domain is not a label: it is not bounded.
+            self.count_all(descriptors, "unknown", "unknown_domain");
             return Ok(Decision::all_ok(descriptors));
         };
         let mut debits: Vec<Debit> = Vec::new();
         let mut plans: Vec<DescriptorPlan> = match &domain.tier_model {
             None => vec![DescriptorPlan::Tree(TreePlan::None); descriptors],
             Some(model) => match tier::plan(model, &domain.name, request, &mut debits) {
-                Planned::Whitelisted => return Ok(Decision::all_ok(descriptors)),
+                Planned::Whitelisted => {
+                    self.count_all(descriptors, &domain.name, "whitelisted");
+                    return Ok(Decision::all_ok(descriptors));
+                }
                 Planned::Plans(plans) => plans
                     .into_iter()
                     .map(|p| p.map_or(DescriptorPlan::Tree(TreePlan::None), DescriptorPlan::Tier))
@@ -202,7 +215,13 @@ impl<S: Store> Limiter<S> {
                 .collect();
             return Ok(self.finish(&domain.name, statuses, false));
         }
-        let batch = match self.store.charge(&debits).await {
+        let started = std::time::Instant::now();
+        let charged = self.store.charge(&debits).await;
+        self.metrics
+            .backend_duration
+            .with_label_values(&[self.store.name()])
+            .observe(started.elapsed().as_secs_f64());
+        let batch = match charged {
             Ok(batch) => batch,
             Err(error) => match self.on_store_error(error, &debits).await? {
                 Fallback::Decided(batch) => batch,
@@ -221,10 +240,18 @@ impl<S: Store> Limiter<S> {
                 }
             },
         };
-        let statuses = plans
+        let statuses: Vec<Status> = plans
             .iter()
             .map(|plan| plan.status(&batch.outcomes, batch.now_us, &domain.name, &self.metrics))
             .collect();
+        self.count(&domain.name, &plans, &statuses);
+        if !batch.admitted {
+            tracing::debug!(
+                domain = %domain.name,
+                statuses = ?statuses.iter().map(|s| (s.code, s.limit.as_ref().map(|l| l.name.clone()), s.remaining)).collect::<Vec<_>>(),
+                "rejected"
+            );
+        }
         Ok(self.finish(&domain.name, statuses, !batch.admitted))
     }
 
@@ -236,12 +263,60 @@ impl<S: Store> Limiter<S> {
     ) -> Result<Fallback, LimitError> {
         let policy = self.options.on_backend_error;
         tracing::warn!(%error, kind = error.kind(), policy = policy.as_str(), "backend call failed");
+        self.metrics
+            .backend_errors
+            .with_label_values(&[self.store.name(), error.kind()])
+            .inc();
+        self.metrics
+            .fallbacks
+            .with_label_values(&[policy.as_str()])
+            .inc();
         match policy {
             OnBackendError::Error => Err(error.into()),
             OnBackendError::Allow => Ok(Fallback::Answer(Code::Ok)),
             OnBackendError::Deny => Ok(Fallback::Answer(Code::OverLimit)),
             OnBackendError::Local => Ok(Fallback::Decided(self.fallback.charge(debits).await?)),
         }
+    }
+
+    /// Counts each descriptor's decision (before global shadow mode).
+    fn count(&self, domain: &str, plans: &[DescriptorPlan], statuses: &[Status]) {
+        for (plan, status) in plans.iter().zip(statuses) {
+            let (tier, endpoint) = plan.labels();
+            let code = match status.code {
+                Code::Ok => "ok",
+                Code::OverLimit => "over_limit",
+            };
+            let reason = match (&status.limit, status.code) {
+                (None, _) => "no_limit",
+                (Some(_), Code::Ok) => "within_limit",
+                (Some(limit), Code::OverLimit) => match limit.kind {
+                    LimitKind::Rate => "rate_limited",
+                    LimitKind::Quota => "quota_exceeded",
+                },
+            };
+            self.metrics
+                .decisions
+                .with_label_values(&[domain, tier, endpoint, code, reason])
+                .inc();
+            if let (Some(limit), Code::Ok) = (&status.limit, status.code)
+                && status.remaining as f64
+                    <= limit.requests_per_unit as f64 * (1.0 - crate::metrics::NEAR_LIMIT_RATIO)
+            {
+                self.metrics
+                    .near_limit
+                    .with_label_values(&[domain, tier])
+                    .inc();
+            }
+        }
+    }
+
+    /// Counts `n` descriptors answered OK without a limit, for `reason`.
+    fn count_all(&self, n: usize, domain: &str, reason: &str) {
+        self.metrics
+            .decisions
+            .with_label_values(&[domain, "none", "-", "ok", reason])
+            .inc_by(n as u64);
     }
 
     /// Overall code (`over`: the request was rejected), global shadow

@@ -20,11 +20,17 @@ pub enum Plan {
     /// monthly counter.
     User {
         tier: Arc<Tier>,
+        /// The endpoint pattern that set the cost (a bounded label).
+        endpoint: Arc<str>,
         bucket: Option<usize>,
         monthly: usize,
     },
     /// A caller with no user: the anonymous bucket of its address.
-    Anonymous { bucket: usize, spec: BucketSpec },
+    Anonymous {
+        endpoint: Arc<str>,
+        bucket: usize,
+        spec: BucketSpec,
+    },
 }
 
 /// The tier model's view of a request.
@@ -101,8 +107,8 @@ pub fn plan(
             if facts.user.is_none() && facts.ip.is_none() {
                 return None;
             }
-            let cost =
-                model.endpoint(facts.endpoint.or(shared.endpoint)).cost * request.hits(index);
+            let endpoint = model.endpoint(facts.endpoint.or(shared.endpoint));
+            let cost = endpoint.cost * request.hits(index);
             let plan = match (facts.user, facts.ip) {
                 _ if cost == 0 => Plan::Free,
                 (Some(user), _) => {
@@ -128,6 +134,7 @@ pub fn plan(
                     });
                     Plan::User {
                         tier: Arc::clone(tier),
+                        endpoint: Arc::clone(&endpoint.label),
                         bucket,
                         monthly: debits.len() - 1,
                     }
@@ -143,6 +150,7 @@ pub fn plan(
                             gate: Gate::Enforce,
                         });
                         Plan::Anonymous {
+                            endpoint: Arc::clone(&endpoint.label),
                             bucket: debits.len() - 1,
                             spec,
                         }
@@ -188,6 +196,15 @@ fn escape(text: &str) -> Cow<'_, str> {
 }
 
 impl Plan {
+    /// Bounded metric labels: tier and endpoint pattern.
+    pub fn labels(&self) -> (&str, &str) {
+        match self {
+            Plan::Free => ("none", "-"),
+            Plan::User { tier, endpoint, .. } => (&tier.name, endpoint),
+            Plan::Anonymous { endpoint, .. } => ("anonymous", endpoint),
+        }
+    }
+
     /// Whether the plan charges anything (a failing store concerns it).
     pub fn charges(&self) -> bool {
         !matches!(self, Plan::Free)
@@ -197,7 +214,7 @@ impl Plan {
     pub fn status(&self, outcomes: &[Outcome], now_us: u64) -> Status {
         match self {
             Plan::Free => Status::unlimited(),
-            Plan::Anonymous { bucket, spec } => status(
+            Plan::Anonymous { bucket, spec, .. } => status(
                 outcomes[*bucket],
                 per_minute("anonymous".into(), spec),
                 None,
@@ -207,6 +224,7 @@ impl Plan {
                 tier,
                 bucket,
                 monthly,
+                ..
             } => {
                 let monthly_outcome = outcomes[*monthly];
                 let monthly_remaining = tier.monthly.map(|_| monthly_outcome.remaining);

@@ -175,6 +175,10 @@ impl Store for MemoryStore {
     fn name(&self) -> &'static str {
         "memory"
     }
+
+    fn entries(&self) -> usize {
+        self.len()
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short name for logs and `/status`.
     fn name(&self) -> &'static str;
+
+    /// Whether the store answers (readiness).
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// Live entries held in this process (0 for a remote store).
+    fn entries(&self) -> usize {
+        0
+    }
 }
 
 /// A shared store is a store (the sweeper and admin reads hold clones).
@@ -85,6 +95,14 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).ready()
+    }
+
+    fn entries(&self) -> usize {
+        (**self).entries()
     }
 }
 
@@ -113,6 +131,20 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.name(),
             AnyStore::Redis(store) => store.name(),
+        }
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.ready().await,
+            AnyStore::Redis(store) => store.ready().await,
+        }
+    }
+
+    fn entries(&self) -> usize {
+        match self {
+            AnyStore::Memory(store) => store.entries(),
+            AnyStore::Redis(store) => store.entries(),
         }
     }
 }

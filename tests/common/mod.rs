@@ -79,6 +79,7 @@ impl TestServer {
                 limiter,
                 listener,
                 None,
+                Default::default(),
                 |health| {
                     tokio::spawn(async move { health.set(true).await });
                 },

@@ -49,6 +49,12 @@ pub struct Tollgate {
     pub http_addr: String,
 }
 
+impl Tollgate {
+    pub fn http_port(&self) -> u16 {
+        self.http_addr.rsplit_once(':').unwrap().1.parse().unwrap()
+    }
+}
+
 /// Starts the tollgate binary with `args` (gRPC and HTTP on free loopback
 /// ports unless given) and waits for its listening line.
 pub fn start_tollgate(args: &[&str]) -> Tollgate {
@@ -220,6 +226,30 @@ pub async fn get(
     headers: &[(&str, &str)],
     from: Option<&str>,
 ) -> std::io::Result<HttpResponse> {
+    http(port, "GET", path, headers, "", from).await
+}
+
+/// `POST path` with a JSON body.
+pub async fn post(port: u16, path: &str, body: &str) -> std::io::Result<HttpResponse> {
+    http(
+        port,
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        body,
+        None,
+    )
+    .await
+}
+
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    from: Option<&str>,
+) -> std::io::Result<HttpResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4()?;
     if let Some(from) = from {
@@ -228,11 +258,15 @@ pub async fn get(
     let mut stream = socket
         .connect(format!("127.0.0.1:{port}").parse().unwrap())
         .await?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;

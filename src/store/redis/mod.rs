@@ -261,6 +261,10 @@ impl Store for RedisStore {
     fn name(&self) -> &'static str {
         "redis"
     }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
 }
 
 /// The part of a key Redis Cluster hashes: the first `{…}`, as Redis reads it.
