@@ -12,6 +12,7 @@
 //! - [`json`]: proto3 JSON mapping of the RLS messages, for `POST /check`.
 //! - [`reload`]: hot reload on file change or SIGHUP.
 //! - [`server`]: the gRPC listener with health and reflection, and its shutdown.
+//! - [`tls`]: TLS/mTLS on the gRPC listener, reloaded on file change.
 //! - [`clock`]: injected time.
 //! - [`proto`]: generated code.
 //!
@@ -36,3 +37,4 @@ pub mod rls;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod tls;

@@ -15,7 +15,7 @@ use tollgate::reload;
 use tollgate::server::{GrpcLimits, serve_grpc};
 use tollgate::settings::{Backend, Cli, Command, LogFormat, ServeArgs};
 use tollgate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore, Store};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tollgate::tls::TlsFiles;
 
 fn main() -> ExitCode {
     match Cli::parse().command() {
@@ -107,7 +107,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let tls = tls_config(&args)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            };
+            files.server_config().context("TLS")?; // refuse to start on bad files
+            Some(files)
+        }
+        _ => None,
+    };
 
     let grpc_listener = TcpListener::bind(args.grpc_addr)
         .await
@@ -175,21 +186,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// TLS (and mutual TLS with a client CA) for the gRPC listener.
-fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
-    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
-        return Ok(None);
-    };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-    };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-    if let Some(ca) = &args.tls_client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(Some(tls))
 }
 
 /// Registers for SIGTERM and SIGINT now (so a signal that arrives during

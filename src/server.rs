@@ -29,6 +29,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Health of the process as seen by gRPC health checks.
@@ -79,7 +81,7 @@ impl Default for GrpcLimits {
 pub async fn serve_grpc<S: Store>(
     limiter: Arc<Limiter<S>>,
     listener: TcpListener,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<crate::tls::TlsFiles>,
     limits: GrpcLimits,
     health_ready: impl FnOnce(Health),
     shutdown: impl Future<Output = ()> + Send,
@@ -99,24 +101,31 @@ pub async fn serve_grpc<S: Store>(
         .build_v1alpha()?;
     let rls: RateLimitServiceServer<RlsService<S>> = RlsService::new(limiter).into_server();
 
-    let mut builder = Server::builder()
+    let router = Server::builder()
         .load_shed(true)
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
-        .timeout(limits.timeout);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    let drain_health = health.clone();
-    builder
+        .timeout(limits.timeout)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(rls)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown.await;
-            drain_health.set(false).await;
-            tracing::info!("gRPC server draining");
-        })
-        .await?;
+        .add_service(rls);
+    let drain_health = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        drain_health.set(false).await;
+        tracing::info!("gRPC server draining");
+    };
+    match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await?
+        }
+        Some(files) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, files)?, shutdown)
+                .await?
+        }
+    }
     Ok(())
 }
