@@ -5,7 +5,19 @@
 //!     --concurrency 64 --duration 10 [--rps 20000] [--domain D] [--path /identify]
 //!
 //! Summary: requests/s, p50, p99, p99.9 latency, errors, OK and OVER_LIMIT
-//! counts. `--users 1` is a hot key; `--rps` paces the total rate.
+//! counts, and whether the answers match what the scenario expects.
+//! `--rps` paces the total rate.
+//!
+//! Scenarios (`--scenario`, for the built-in config's domain):
+//! - `hot`: one free user; admitted ≤ 150 + 100/min × elapsed (+1).
+//! - `uniform`: `--users` distinct free users, uniformly; none over limit
+//!   while each user's share stays under its burst.
+//! - `zipf`: `--users` users drawn Zipf(1.1); the hottest go over limit.
+//! - `mixed`: tiers (free, pro, enterprise) × endpoints (/identify,
+//!   /compare, /health); no errors.
+//! - `storm`: one user far over its limit among `--users` others; only the
+//!   storm user is rejected, within its bound.
+//! - `anonymous`: per-IP traffic from `--users` addresses (30/min each).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +26,18 @@ use tollgate::proto::common::rate_limit_descriptor::Entry;
 use tollgate::proto::rls::RateLimitRequest;
 use tollgate::proto::rls::rate_limit_service_client::RateLimitServiceClient;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Hot,
+    Uniform,
+    Zipf,
+    Mixed,
+    Storm,
+    Anonymous,
+}
+
 struct Args {
+    scenario: Scenario,
     addr: String,
     users: u64,
     concurrency: usize,
@@ -28,6 +51,7 @@ struct Args {
 
 fn parse() -> Args {
     let mut args = Args {
+        scenario: Scenario::Uniform,
         addr: "127.0.0.1:8081".into(),
         users: 10_000,
         concurrency: 64,
@@ -42,6 +66,17 @@ fn parse() -> Args {
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
+            "--scenario" => {
+                args.scenario = match value().as_str() {
+                    "hot" => Scenario::Hot,
+                    "uniform" => Scenario::Uniform,
+                    "zipf" => Scenario::Zipf,
+                    "mixed" => Scenario::Mixed,
+                    "storm" => Scenario::Storm,
+                    "anonymous" => Scenario::Anonymous,
+                    other => panic!("unknown scenario {other}"),
+                }
+            }
             "--addr" => args.addr = value(),
             "--users" => args.users = value().parse().unwrap(),
             "--concurrency" => args.concurrency = value().parse().unwrap(),
@@ -69,6 +104,35 @@ struct Tally {
     ok: u64,
     over: u64,
     errors: u64,
+    /// Storm scenario: admitted calls of the storm user.
+    storm_ok: u64,
+    /// Rejected calls of anyone but the storm user.
+    calm_over: u64,
+}
+
+/// Whether the answers match what the scenario expects, and why.
+fn expectation(args: &Args, all: &Tally, elapsed: f64) -> (bool, String) {
+    // The built-in free tier: capacity 150, 100 a minute.
+    let bound = 150.0 + 100.0 / 60.0 * elapsed + 1.0;
+    let requests = (all.ok + all.over) as f64;
+    let checks = match args.scenario {
+        Scenario::Hot => (all.ok as f64 <= bound, format!("ok ≤ {bound:.0}")),
+        Scenario::Uniform if requests / args.users as f64 <= 100.0 => {
+            (all.over == 0, "over_limit = 0".into())
+        }
+        Scenario::Uniform => (all.ok > 0, "ok > 0 (users over their burst)".into()),
+        Scenario::Zipf => (
+            all.ok > 0 && (all.over > 0 || requests * 0.12 <= 150.0),
+            "hottest users over limit".into(),
+        ),
+        Scenario::Mixed => (all.ok > 0, "ok > 0".into()),
+        Scenario::Storm => (
+            all.storm_ok as f64 <= bound && all.calm_over == 0,
+            format!("storm ok ≤ {bound:.0} and nobody else rejected"),
+        ),
+        Scenario::Anonymous => (all.ok > 0, "ok > 0".into()),
+    };
+    (checks.0 && all.errors == 0, checks.1)
 }
 
 fn request(domain: &str, path: &str, user: u64) -> RateLimitRequest {
@@ -152,6 +216,8 @@ async fn main() {
         all.ok += t.ok;
         all.over += t.over;
         all.errors += t.errors;
+        all.storm_ok += t.storm_ok;
+        all.calm_over += t.calm_over;
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.latencies_us.sort_unstable();
@@ -163,8 +229,9 @@ async fn main() {
             v[((v.len() - 1) as f64 * p) as usize] as f64 / 1000.0
         }
     };
+    let (passed, expected) = expectation(&args, &all, elapsed);
     println!(
-        "requests={} rps={:.0} p50={:.2}ms p99={:.2}ms p99.9={:.2}ms errors={} ok={} over_limit={} users={} concurrency={}",
+        "requests={} rps={:.0} p50={:.2}ms p99={:.2}ms p99.9={:.2}ms errors={} ok={} over_limit={} users={} concurrency={} expected=\"{expected}\" check={}",
         all.latencies_us.len(),
         all.latencies_us.len() as f64 / elapsed,
         pct(0.50),
@@ -174,6 +241,10 @@ async fn main() {
         all.ok,
         all.over,
         args.users,
-        args.concurrency
+        args.concurrency,
+        if passed { "PASS" } else { "FAIL" }
     );
+    if !passed {
+        std::process::exit(1);
+    }
 }

@@ -51,7 +51,12 @@ async fn admin_endpoints_answer_with_their_documented_shapes() {
         assert_eq!(quota.status, 200);
         let quota = json(&quota.body);
         assert_eq!(quota["tier"], "free");
-        assert_eq!(quota["tokens"], 148, "reading charges nothing");
+        // 148 after the call; a slow machine may have refilled one since.
+        let tokens = quota["tokens"].as_u64().unwrap();
+        assert!(
+            (148..=149).contains(&tokens),
+            "reading charges nothing: {tokens}"
+        );
         assert_eq!(quota["capacity"], 150);
         assert_eq!(quota["per_minute"], 100);
         assert_eq!(quota["monthly_used"], 2);
@@ -325,9 +330,10 @@ async fn reload_takes_good_configs_rejects_bad_ones_and_keeps_counters_with_requ
         serde_json::json!(100),
     )
     .await;
-    assert_eq!(
-        remaining(&post(port, "/check", check).await.unwrap().body),
-        148
+    let left = remaining(&post(port, "/check", check).await.unwrap().body);
+    assert!(
+        (148..=149).contains(&left),
+        "the old config still decides (148, +1 if refilled): {left}"
     );
 
     // A good one takes effect; the user's bucket survives the swap.

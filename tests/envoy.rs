@@ -18,13 +18,45 @@ async fn until_rejected(
     from: Option<&str>,
     max: usize,
 ) -> (usize, Option<HttpResponse>) {
+    let (admitted, rejected, _) = timed_until_rejected(port, path, headers, from, max).await;
+    (admitted, rejected)
+}
+
+/// As [`until_rejected`], also returning the seconds it took.
+async fn timed_until_rejected(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    from: Option<&str>,
+    max: usize,
+) -> (usize, Option<HttpResponse>, f64) {
+    let started = std::time::Instant::now();
     for n in 0..max {
         let response = get(port, path, headers, from).await.unwrap();
         if response.status != 200 {
-            return (n, Some(response));
+            return (n, Some(response), started.elapsed().as_secs_f64());
         }
     }
-    (max, None)
+    (max, None, started.elapsed().as_secs_f64())
+}
+
+/// Real time passes while a bucket is drained, and it refills meanwhile: the
+/// calls admitted are at least what the full bucket pays for and at most
+/// that plus what `per_minute` refilled (+1 for a token in flight).
+fn assert_drained(
+    admitted: usize,
+    tokens: f64,
+    per_minute: f64,
+    cost: f64,
+    elapsed: f64,
+    what: &str,
+) {
+    let least = (tokens / cost).floor() as usize;
+    let most = ((tokens + per_minute / 60.0 * elapsed) / cost).floor() as usize + 1;
+    assert!(
+        (least..=most).contains(&admitted),
+        "{what}: {admitted} admitted, expected {least}..={most}"
+    );
 }
 
 #[tokio::test]
@@ -56,8 +88,16 @@ async fn a_free_user_sees_headers_then_a_429_with_retry_after_and_json() {
             .is_some_and(|v| v.starts_with("\"free\";r=149;t="))
     );
 
-    let (admitted, rejected) = until_rejected(envoy.listener, "/identify", &key, None, 400).await;
-    assert_eq!(admitted, 149, "150 in all: floor(100 × 1.5)");
+    let (admitted, rejected, elapsed) =
+        timed_until_rejected(envoy.listener, "/identify", &key, None, 400).await;
+    assert_drained(
+        admitted + 1,
+        150.0,
+        100.0,
+        1.0,
+        elapsed,
+        "150 in all: floor(100 × 1.5)",
+    );
     let rejected = rejected.expect("a 429");
     assert_eq!(rejected.status, 429);
     assert_eq!(rejected.header("retry-after"), Some("1"));
@@ -111,12 +151,28 @@ async fn costs_tiers_anonymous_whitelist_and_a_forged_tier_header() {
         ("x-api-key", "sk_forger"),
         ("x-tollgate-tier", "enterprise"),
     ];
-    let (admitted, rejected) = until_rejected(port, "/identify", &forged, None, 400).await;
-    assert_eq!(admitted, 150, "a client-supplied tier header is ignored");
+    let (admitted, rejected, elapsed) =
+        timed_until_rejected(port, "/identify", &forged, None, 400).await;
+    assert_drained(
+        admitted,
+        150.0,
+        100.0,
+        1.0,
+        elapsed,
+        "a client-supplied tier header is ignored",
+    );
     assert_eq!(rejected.unwrap().header("x-quota-tier"), Some("free"));
 
-    let (admitted, rejected) = until_rejected(port, "/identify", &[], Some("127.0.0.3"), 50).await;
-    assert_eq!(admitted, 5, "anonymous: 5 a minute per address");
+    let (admitted, rejected, elapsed) =
+        timed_until_rejected(port, "/identify", &[], Some("127.0.0.3"), 50).await;
+    assert_drained(
+        admitted,
+        5.0,
+        5.0,
+        1.0,
+        elapsed,
+        "anonymous: 5 a minute per address",
+    );
     assert_eq!(rejected.unwrap().status, 429);
     assert_eq!(
         until_rejected(port, "/identify", &[], Some("127.0.0.4"), 50)
@@ -193,8 +249,16 @@ async fn two_redis_backed_replicas_behind_envoy_share_one_bucket() {
     let b = start_tollgate(&args);
     let envoy = start_envoy(&[&a.grpc_addr, &b.grpc_addr]).await;
     let key = [("x-api-key", "sk_replicated")];
-    let (admitted, rejected) = until_rejected(envoy.listener, "/identify", &key, None, 400).await;
-    assert_eq!(admitted, 150, "one bucket across both replicas");
+    let (admitted, rejected, elapsed) =
+        timed_until_rejected(envoy.listener, "/identify", &key, None, 400).await;
+    assert_drained(
+        admitted,
+        150.0,
+        100.0,
+        1.0,
+        elapsed,
+        "one bucket across both replicas",
+    );
     assert_eq!(rejected.unwrap().status, 429);
     let keys = redis
         .cli(&["--scan", "--pattern", "tollgate:*sk_replicated*"])
