@@ -130,6 +130,7 @@ pub fn incoming(
                 },
                 _ = tx.closed() => return,
             };
+            let _ = stream.set_nodelay(true); // small answers must not wait for delayed ACKs
             let acceptor = TlsAcceptor::from(config.load_full());
             let tx = tx.clone();
             tokio::spawn(async move {
