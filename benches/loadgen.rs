@@ -171,7 +171,7 @@ fn request(args: &Args, cdf: &[f64], state: &mut u64) -> (RateLimitRequest, bool
             )
         }
         Scenario::Storm => {
-            let storm = r % 2 == 0;
+            let storm = r.is_multiple_of(2);
             let user = if storm {
                 "storm".to_string()
             } else {

@@ -179,6 +179,33 @@ impl Metrics {
         }
     }
 
+    /// The name of every metric registered (dashboards and alerts may use
+    /// only these; `k8s/monitoring/exported-metrics.txt` must equal them).
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 14] = [
+            &self.rule_total_hits,
+            &self.rule_over_limit,
+            &self.rule_near_limit,
+            &self.rule_within_limit,
+            &self.rule_shadow_mode,
+            &self.shadow_mode_requests,
+            &self.decisions,
+            &self.near_limit,
+            &self.backend_duration,
+            &self.backend_errors,
+            &self.fallbacks,
+            &self.grpc_duration,
+            &self.config_reloads,
+            &self.memory_entries,
+        ];
+        collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect()
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -186,5 +213,32 @@ impl Metrics {
             .encode_utf8(&self.registry.gather(), &mut out)
             .expect("text encoding");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_metric_list_is_what_tollgate_registers() {
+        let mut exported = Metrics::new().names();
+        exported.sort();
+        let file = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/k8s/monitoring/exported-metrics.txt"
+        ))
+        .expect("k8s/monitoring/exported-metrics.txt");
+        let mut published: Vec<String> = file
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        published.sort();
+        assert_eq!(
+            published, exported,
+            "dashboards and alerts are checked against this list"
+        );
     }
 }

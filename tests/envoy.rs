@@ -269,3 +269,18 @@ async fn two_redis_backed_replicas_behind_envoy_share_one_bucket() {
         "bucket and monthly counter in Redis: {keys}"
     );
 }
+
+#[test]
+fn the_shipped_envoy_config_validates() {
+    let out = std::process::Command::new(common::process::envoy_bin())
+        .args(["--mode", "validate", "-c"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/envoy.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -29,3 +29,6 @@ fi
 # Unit, integration and doc tests (benchmarks are compiled by clippy in
 # .ci/run and run by hand: they print figures, they assert nothing).
 cargo test --locked
+
+# Kubernetes manifests, alert rules and dashboard, validated offline.
+bash k8s/validate.sh
