@@ -9,6 +9,10 @@ use tollgate::proto::rls::rate_limit_service_server::{RateLimitService, RateLimi
 use tollgate::proto::rls::{RateLimitRequest, RateLimitResponse};
 use tonic::{Request, Response, Status};
 
+/// The same allocator as tollgate's binary, so the ceiling is fair.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Noop;
 
 #[tonic::async_trait]

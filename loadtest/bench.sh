@@ -4,7 +4,10 @@
 #      with pipelining (-P 16) — the Redis ceiling;
 #   2. tollgate --backend redis under benches/loadgen.rs, distinct users:
 #      peak decisions/s, then p50/p99 at 80 % of that peak;
-#   3. tollgate --backend memory under the same generator, for reference.
+#   3. tollgate --backend memory vs a no-op ShouldRateLimit server on the
+#      same tonic stack (benches/noop.rs) — the gRPC ceiling;
+#   4. memory growth: RSS of tollgate-memory before and after 1M distinct
+#      users, per live key (tollgate_memory_entries).
 # Prints a table of figures and ratios. Needs redis-server, redis-tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +16,9 @@ USERS=${USERS:-100000}
 CONC=${CONC:-128}
 
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-cargo build --release --quiet --bin tollgate --bench loadgen
+cargo build --release --quiet --bin tollgate --bench loadgen --bench noop
 LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
+NOOP=$(ls -t target/release/deps/noop-* | grep -v '\.d$' | head -1)
 TOLLGATE=target/release/tollgate
 
 work=$(mktemp -d)
@@ -41,11 +45,12 @@ redis-cli -p "$RPORT" FLUSHALL >/dev/null
 
 serve() { # backend → sets PORT
   PORT=$(free_port)
-  "$TOLLGATE" --grpc-addr "127.0.0.1:$PORT" --http-addr "127.0.0.1:$(free_port)" --backend "$1" \
+  "$TOLLGATE" --grpc-addr "127.0.0.1:$PORT" --http-addr "127.0.0.1:$(free_port)" --backend "$1" --drain-secs 0 \
     --redis-url "redis://127.0.0.1:$RPORT" --on-backend-error error --backend-timeout-ms 100 \
-    >/dev/null 2>"$work/tollgate-$1.log" &
+    >/dev/null 2>"$work/tollgate-$PORT.log" &
   pids+=($!)
-  until grep -q "gRPC listening" "$work/tollgate-$1.log" 2>/dev/null; do sleep 0.05; done
+  LOG="$work/tollgate-$PORT.log"
+  until grep -q "gRPC listening" "$LOG" 2>/dev/null; do sleep 0.05; done
 }
 field() { tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
 
@@ -58,6 +63,26 @@ p80_line=$("$LOADGEN" --addr "127.0.0.1:$GPORT" --users "$USERS" --concurrency "
 
 serve memory; MPORT=$PORT
 mem_line=$("$LOADGEN" --addr "127.0.0.1:$MPORT" --users "$USERS" --concurrency "$CONC" --duration "$DURATION")
+mem_peak=$(echo "$mem_line" | field rps)
+mem_at80=$(python3 -c "print(int($mem_peak * 0.8))")
+mem80_line=$("$LOADGEN" --addr "127.0.0.1:$MPORT" --users "$USERS" --concurrency "$CONC" --duration "$DURATION" --rps "$mem_at80")
+
+NPORT=$(free_port)
+"$NOOP" --addr "127.0.0.1:$NPORT" >/dev/null &
+pids+=($!)
+until python3 -c "import socket; socket.create_connection(('127.0.0.1', $NPORT))" 2>/dev/null; do sleep 0.05; done
+noop_line=$("$LOADGEN" --addr "127.0.0.1:$NPORT" --users "$USERS" --concurrency "$CONC" --duration "$DURATION")
+noop=$(echo "$noop_line" | field rps)
+
+# Memory: a fresh tollgate-memory, 1M distinct users (about one call each).
+serve memory; KPORT=$PORT
+kpid=${pids[-1]}
+rss() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$kpid/status"; }
+rss_before=$(rss)
+"$LOADGEN" --addr "127.0.0.1:$KPORT" --users 1000000 --concurrency "$CONC" --duration 120 --max-requests 1000000 >/dev/null
+rss_after=$(rss)
+hport=$(grep -o 'HTTP admin listening addr=[0-9.:]*' "$LOG" | tail -1 | sed 's/.*://')
+entries=$(python3 -c "import urllib.request; print([l.split()[1] for l in urllib.request.urlopen('http://127.0.0.1:$hport/metrics').read().decode().splitlines() if l.startswith('tollgate_memory_entries ')][0])")
 
 echo
 echo "| measurement | figure |"
@@ -67,9 +92,13 @@ echo "| redis-benchmark EVALSHA decide.lua, -P 16 | ${ceiling_p16} /s |"
 echo "| tollgate-redis peak ($USERS users, $CONC in flight) | $peak_line |"
 echo "| tollgate-redis at 80 % of peak ($at80 /s) | $p80_line |"
 echo "| tollgate-memory peak | $mem_line |"
-python3 - "$peak" "$ceiling" "$ceiling_p16" <<'PY'
+echo "| tollgate-memory at 80 % of peak ($mem_at80 /s) | $mem80_line |"
+echo "| no-op server on the same tonic stack | $noop_line |"
+python3 - "$peak" "$ceiling" "$ceiling_p16" "$mem_peak" "$noop" "$rss_before" "$rss_after" "$entries" <<'PY'
 import sys
-peak, c1, c16 = map(float, sys.argv[1:])
+peak, c1, c16, mem, noop, before, after, entries = map(float, sys.argv[1:])
 print(f"| tollgate-redis / unpipelined EVALSHA | {peak / c1:.2f} |")
 print(f"| tollgate-redis / pipelined EVALSHA | {peak / c16:.2f} |")
+print(f"| tollgate-memory / no-op ceiling | {mem / noop:.2f} |")
+print(f"| memory: RSS {before / 2**20:.0f} MiB → {after / 2**20:.0f} MiB for {entries:.0f} live keys | {(after - before) / entries:.0f} bytes per live key |")
 PY

@@ -17,6 +17,12 @@ use tollgate::settings::{Backend, Cli, Command, LogFormat, ServeArgs};
 use tollgate::store::{AnyStore, MemoryStore, RedisOptions, RedisStore, Store};
 use tollgate::tls::TlsFiles;
 
+/// mimalloc: every decision allocates small, short-lived strings (keys,
+/// header values, protobuf buffers); under load glibc's malloc took ~20 % of
+/// the server's CPU in a profile, mimalloc much less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match Cli::parse().command() {
         Command::Validate { path } => validate(&path),
