@@ -377,37 +377,26 @@ mod cases {
     }
 }
 
-/// Runs every case of the suite against one backend.
-macro_rules! backend_suite {
+/// Every case, on every backend.
+macro_rules! all_cases {
     ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
-            backend_suite!(@cases $make;
-                free_user_bursts_then_is_rejected,
-                refill_is_continuous,
-                endpoint_costs,
-                hits_addend_request_and_descriptor,
-                monthly_quota_turns_over_at_midnight_utc,
-                unlimited_tiers_count_but_never_reject,
-                tier_entry_users_map_and_unknown_names,
-                anonymous_callers_are_limited_per_ip,
-                whitelisted_clients_are_never_limited,
-                a_rejected_request_charges_nothing,
-                unknown_domains_and_foreign_descriptors_are_ok,
-                statuses_are_one_per_descriptor_in_order
-            );
-        }
-    };
-    (@cases $make:expr; $($case:ident),*) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                cases::$case($make).await;
-            }
-        )*
+        backend_suite!($backend, $make;
+    free_user_bursts_then_is_rejected,
+    refill_is_continuous,
+    endpoint_costs,
+    hits_addend_request_and_descriptor,
+    monthly_quota_turns_over_at_midnight_utc,
+    unlimited_tiers_count_but_never_reject,
+    tier_entry_users_map_and_unknown_names,
+    anonymous_callers_are_limited_per_ip,
+    whitelisted_clients_are_never_limited,
+    a_rejected_request_charges_nothing,
+    unknown_domains_and_foreign_descriptors_are_ok,
+    statuses_are_one_per_descriptor_in_order
+        );
     };
 }
 
-backend_suite!(memory, Memory);
+all_cases!(memory, Memory);
 
-backend_suite!(redis, Redis);
+all_cases!(redis, Redis);

@@ -4,81 +4,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::process::{Tollgate, start_tollgate};
 use common::redis::RedisServer;
 use common::*;
 use tollgate::proto::rls::rate_limit_response::Code;
 use tollgate::proto::rls::rate_limit_service_client::RateLimitServiceClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 /// 120/min = 2 tokens a second, capacity floor(120 × 1.5) = 180.
 const CONFIG: &str = "domain: replicas\ntiers:\n  free: { per_minute: 120 }\n";
-
-struct Replica {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_replica(config: &std::path::Path, redis_url: &str) -> Replica {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args([
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--backend",
-            "redis",
-        ])
-        .args([
-            "--redis-url",
-            redis_url,
-            "--on-backend-error",
-            "error",
-            "--backend-timeout-ms",
-            "1000",
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut replica = Replica {
-        child,
-        addr: String::new(),
-    };
-    // Read the log on a thread (and keep draining it, so the replica never
-    // blocks on a full pipe); wait for the address with a deadline.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("gRPC listening addr=") {
-                let addr = line[at + "gRPC listening addr=".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("");
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    replica.addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("replica logs its address");
-    replica
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_redis_admit_what_one_bucket_allows() {
@@ -86,9 +23,26 @@ async fn three_replicas_on_one_redis_admit_what_one_bucket_allows() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("replicas.yaml");
     std::fs::write(&config, CONFIG).unwrap();
-    let replicas: Vec<Replica> = (0..3)
-        .map(|_| start_replica(&config, &redis.url()))
-        .collect();
+    let (config, url) = (config.to_str().unwrap(), redis.url());
+    let args = [
+        "--config",
+        config,
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+    ];
+    let args = [
+        &args[..],
+        &[
+            "--on-backend-error",
+            "error",
+            "--backend-timeout-ms",
+            "1000",
+        ],
+    ]
+    .concat();
+    let replicas: Vec<Tollgate> = (0..3).map(|_| start_tollgate(&args)).collect();
 
     let admitted = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -97,9 +51,10 @@ async fn three_replicas_on_one_redis_admit_what_one_bucket_allows() {
     let mut tasks = Vec::new();
     for replica in &replicas {
         for _ in 0..8 {
-            let mut client = RateLimitServiceClient::connect(format!("http://{}", replica.addr))
-                .await
-                .unwrap();
+            let mut client =
+                RateLimitServiceClient::connect(format!("http://{}", replica.grpc_addr))
+                    .await
+                    .unwrap();
             let (admitted, errors) = (Arc::clone(&admitted), Arc::clone(&errors));
             tasks.push(tokio::spawn(async move {
                 while started.elapsed() < run_for {

@@ -314,27 +314,24 @@ mod cases {
     }
 }
 
-macro_rules! backend_suite {
+/// Every case, on every backend.
+macro_rules! all_cases {
     ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
-            backend_suite!(@cases $make; mongo_cps, messaging, wildcards_and_shadow, per_ip_example,
-                per_user_per_path_example, replaces_overrides_and_hits, quota_mode,
-                tier_model_and_tree_in_one_domain);
-        }
-    };
-    (@cases $make:expr; $($case:ident),*) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                cases::$case($make).await;
-            }
-        )*
+        backend_suite!($backend, $make;
+            mongo_cps,
+            messaging,
+            wildcards_and_shadow,
+            per_ip_example,
+            per_user_per_path_example,
+            replaces_overrides_and_hits,
+            quota_mode,
+            tier_model_and_tree_in_one_domain
+        );
     };
 }
 
-backend_suite!(memory, Memory);
-backend_suite!(redis, Redis);
+all_cases!(memory, Memory);
+all_cases!(redis, Redis);
 
 /// Malformed configs: every problem with file and line, as there.
 #[test]

@@ -61,3 +61,20 @@ impl MakeStore for Redis {
         }
     }
 }
+
+/// Runs every listed case of a suite's `cases` module against one backend:
+/// `backend_suite!(memory, Memory; case_a, case_b);`
+#[macro_export]
+macro_rules! backend_suite {
+    ($backend:ident, $make:expr; $($case:ident),* $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    cases::$case($make).await;
+                }
+            )*
+        }
+    };
+}
