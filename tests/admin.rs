@@ -451,6 +451,61 @@ async fn sigterm_fails_readiness_first_answers_calls_in_flight_and_exits_0() {
     assert_eq!(status.code(), Some(0));
 }
 
+#[tokio::test]
+async fn a_rejected_decision_is_one_structured_debug_line_and_allowed_ones_are_silent() {
+    use std::io::{BufRead, BufReader};
+    let http = common::redis::free_port();
+    let mut child = std::process::Command::new(common::process::TOLLGATE)
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            &format!("127.0.0.1:{http}"),
+            "--log-format",
+            "json",
+        ])
+        .args(["--drain-secs", "0"])
+        .env("RUST_LOG", "info,tollgate::limiter=debug")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _guard = common::process::Guard(Some(child));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    while get(http, "/healthz", &[], None).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..5 {
+        post(http, "/check", CHECK).await.unwrap();
+    }
+    let over = CHECK.replace("\"domain\"", "\"hitsAddend\":500,\"domain\"");
+    assert_eq!(
+        json(&post(http, "/check", &over).await.unwrap().body)["overallCode"],
+        "OVER_LIMIT"
+    );
+    let mut rejected = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+        let value = json(&line);
+        if value["message"] == "rejected" {
+            rejected.push(value);
+        }
+    }
+    assert_eq!(
+        rejected.len(),
+        1,
+        "one line per rejected decision, none per allowed one"
+    );
+    assert_eq!(rejected[0]["level"], "DEBUG");
+    assert_eq!(rejected[0]["domain"], "fingerprint-api");
+}
+
 #[test]
 fn json_logs_are_one_object_per_line() {
     use std::io::{BufRead, BufReader};

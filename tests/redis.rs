@@ -140,6 +140,23 @@ async fn a_dead_redis_gets_each_policy_and_recovery_is_automatic() {
         }
         assert!(resumed, "decisions resume without restarting tollgate");
     }
+    for (limiter, (policy, _)) in limiters.iter().zip(cases) {
+        let metrics = limiter.metrics().render();
+        let fallbacks = format!(
+            "tollgate_backend_fallbacks_total{{policy=\"{}\"}} ",
+            policy.as_str()
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&fallbacks) && !l.ends_with(" 0")),
+            "{policy:?} counted:\n{metrics}"
+        );
+        assert!(
+            metrics.contains("tollgate_backend_errors_total{backend=\"redis\""),
+            "{metrics}"
+        );
+    }
     let keys = server
         .cli(&[
             "--scan",

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::process::{Tollgate, start_tollgate};
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use common::*;
 use tollgate::proto::rls::rate_limit_response::Code;
 use tollgate::proto::rls::rate_limit_service_client::RateLimitServiceClient;
@@ -20,18 +20,24 @@ const CONFIG: &str = "domain: replicas\ntiers:\n  free: { per_minute: 120 }\n";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_redis_admit_what_one_bucket_allows() {
     let redis = RedisServer::start();
+    hammer(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_a_redis_cluster_admit_what_one_bucket_allows() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    hammer(&cluster.url()).await;
+}
+
+/// 3 replicas × 8 clients on one free-tier user for 3 s.
+async fn hammer(redis_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("replicas.yaml");
     std::fs::write(&config, CONFIG).unwrap();
-    let (config, url) = (config.to_str().unwrap(), redis.url());
-    let args = [
-        "--config",
-        config,
-        "--backend",
-        "redis",
-        "--redis-url",
-        &url,
-    ];
+    let (config, url) = (config.to_str().unwrap(), redis_url);
+    let args = ["--config", config, "--backend", "redis", "--redis-url", url];
     let args = [
         &args[..],
         &[
