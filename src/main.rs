@@ -94,6 +94,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let options = RedisOptions {
                 prefix: args.redis_prefix.clone(),
                 timeout: Duration::from_millis(args.backend_timeout_ms.max(1)),
+                ca_cert: match &args.redis_ca_cert {
+                    Some(path) => Some(
+                        std::fs::read(path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    ),
+                    None => None,
+                },
                 ..RedisOptions::default()
             };
             let store = RedisStore::connect(&args.redis_url, options)

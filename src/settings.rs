@@ -102,6 +102,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_ON_BACKEND_ERROR", value_enum, default_value_t = OnBackendError::Local)]
     pub on_backend_error: OnBackendError,
 
+    /// PEM CA that signs the Redis servers' certificates (rediss:// with a private CA).
+    #[arg(long, env = "TOLLGATE_REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<PathBuf>,
+
     /// Prefix of every Redis key.
     #[arg(long, env = "TOLLGATE_REDIS_PREFIX", default_value = "tollgate:")]
     pub redis_prefix: String,

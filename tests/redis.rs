@@ -382,3 +382,68 @@ async fn replicas_with_skewed_clocks_agree_because_time_comes_from_redis() {
         "{a:?} {b:?}"
     );
 }
+
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (cert_file, key_file, ca_file) = (
+        write("redis.pem", &cert.pem()),
+        write("redis.key", &key.serialize_pem()),
+        write("ca.pem", &ca_pem),
+    );
+    let tls_port = common::redis::free_port();
+    let server = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &cert_file,
+        "--tls-key-file",
+        &key_file,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let trusted = RedisOptions {
+        ca_cert: Some(ca_pem.into_bytes()),
+        ..real_time(1000)
+    };
+    let limiter = redis_limiter(&url, OnBackendError::Error, trusted).await;
+    let decision = limiter
+        .should_rate_limit(&user_call("sk_tls", "/identify"))
+        .await
+        .expect("decided over TLS");
+    assert_eq!(decision.statuses[0].remaining, 149);
+    assert!(
+        server
+            .cli(&["EXISTS", "tollgate:{fingerprint-api:u:sk_tls}:b"])
+            .unwrap()
+            .contains('1')
+    );
+
+    let untrusted = redis_limiter(&url, OnBackendError::Error, real_time(1000)).await;
+    let refused = untrusted
+        .should_rate_limit(&user_call("sk_tls", "/identify"))
+        .await;
+    assert!(
+        matches!(refused, Err(LimitError::Store(_))),
+        "a certificate from an unknown CA is refused"
+    );
+}

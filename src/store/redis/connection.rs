@@ -85,10 +85,23 @@ pub struct SentinelConnection {
 }
 
 impl Connection {
-    pub async fn open(url: &RedisUrl, timeout: Duration) -> RedisResult<Self> {
+    /// `ca_cert`: a PEM CA that signs the servers' certificates, for
+    /// `rediss://` with a private CA (else the web PKI roots are used).
+    pub async fn open(
+        url: &RedisUrl,
+        timeout: Duration,
+        ca_cert: Option<&[u8]>,
+    ) -> RedisResult<Self> {
+        let certificates = || redis::TlsCertificates {
+            client_tls: None,
+            root_cert: ca_cert.map(<[u8]>::to_vec),
+        };
         match url {
             RedisUrl::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
+                let client = match ca_cert {
+                    Some(_) => redis::Client::build_with_tls(url.as_str(), certificates())?,
+                    None => redis::Client::open(url.as_str())?,
+                };
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
                     .set_response_timeout(None)
@@ -99,9 +112,12 @@ impl Connection {
                 )?))
             }
             RedisUrl::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClient::builder(nodes.clone())
-                    .connection_timeout(timeout.max(Duration::from_millis(250)))
-                    .build()?;
+                let mut builder = redis::cluster::ClusterClient::builder(nodes.clone())
+                    .connection_timeout(timeout.max(Duration::from_millis(250)));
+                if ca_cert.is_some() {
+                    builder = builder.certs(certificates());
+                }
+                let client = builder.build()?;
                 Ok(Self::Cluster(client.get_async_connection().await?))
             }
             RedisUrl::Sentinel { sentinels, master } => {

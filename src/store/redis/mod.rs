@@ -48,6 +48,8 @@ pub struct RedisOptions {
     /// This replica's own clock: it only times the local shortcut (how long
     /// Redis said a key stays over limit), never a decision.
     pub local_clock: Arc<dyn Clock>,
+    /// PEM of a private CA for `rediss://` (managed Redis); `None`: web PKI.
+    pub ca_cert: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -57,6 +59,7 @@ impl Default for RedisOptions {
             timeout: Duration::from_millis(10),
             clock: None,
             local_clock: Arc::new(crate::clock::MonotonicClock::default()),
+            ca_cert: None,
         }
     }
 }
@@ -92,7 +95,7 @@ impl RedisStore {
     /// is retried on every call, and the failure policy answers meanwhile).
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let url = RedisUrl::parse(url).map_err(StoreError::Connection)?;
-        let connection = Connection::open(&url, options.timeout)
+        let connection = Connection::open(&url, options.timeout, options.ca_cert.as_deref())
             .await
             .map_err(from_redis)?;
         Ok(Self {
