@@ -4,7 +4,7 @@
 //! - [`settings`]: command line and `TOLLGATE_*` environment → validated settings.
 //! - [`config`]: YAML domain files → an immutable, compiled rule set.
 //! - [`limit`]: pure limit math — token bucket, windows, all-or-nothing batches.
-//! - [`store`]: where limit state lives (`memory`); one atomic batch call per request.
+//! - [`store`]: where limit state lives (`memory`, `redis`); one atomic batch call per request.
 //! - [`limiter`]: backend-neutral decisions — plan debits, call the store, statuses, headers.
 //! - [`rls`]: the gRPC service — protobuf ↔ limiter types, errors → `Status`.
 //! - [`metrics`]: Prometheus metric handles with bounded labels.

@@ -114,6 +114,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     tracing::info!(backend = store.name(), on_backend_error = ?args.on_backend_error, "store ready");
     let limiter = Arc::new(Limiter::new(config, store, args.limiter_options()));
+    let _fallback_sweeper =
+        limiter.spawn_fallback_sweeper(Duration::from_secs(args.sweep_interval_secs.max(1)));
     let _watcher = match &args.config {
         Some(path) => {
             Some(reload::spawn(Arc::clone(&limiter), path.clone()).context("watching the config")?)
@@ -158,10 +160,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grpc_listener,
         tls,
         limits,
-        |health| {
-            let serving = health.clone();
-            tokio::spawn(async move { serving.set(true).await });
-            let _ = health_tx.send(health);
+        {
+            let admin = Arc::clone(&admin);
+            move |health| {
+                // SERVING only while the backend answers; re-checked every second.
+                let serving = health.clone();
+                tokio::spawn(async move {
+                    while admin.accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                        serving.set(admin.is_ready().await).await;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                });
+                let _ = health_tx.send(health);
+            }
         },
         until_stopped(stopped.clone()),
     ));

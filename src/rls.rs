@@ -140,11 +140,8 @@ pub fn to_proto(decision: Decision) -> RateLimitResponse {
             .into_iter()
             .map(|status| DescriptorStatus {
                 code: code(status.code),
-                limit_remaining: if status.limit.is_some() {
-                    saturate(status.remaining)
-                } else {
-                    0
-                },
+                // Also for `unlimited` rules, which report 4294967295 and no limit.
+                limit_remaining: saturate(status.remaining),
                 duration_until_reset: status.limit.as_ref().map(|_| duration(status.reset_us)),
                 current_limit: status.limit.map(|limit| RateLimit {
                     name: limit.name.to_string(),
@@ -174,5 +171,24 @@ fn duration(us: u64) -> prost_types::Duration {
     prost_types::Duration {
         seconds: (us / 1_000_000) as i64,
         nanos: ((us % 1_000_000) * 1_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::Status;
+
+    #[test]
+    fn unlimited_rules_report_the_largest_remaining_on_the_wire() {
+        let unlimited = Status {
+            remaining: u64::MAX,
+            ..Status::unlimited()
+        };
+        let response =
+            to_proto(Decision::all_ok(0).with_statuses(vec![unlimited, Status::unlimited()]));
+        assert_eq!(response.statuses[0].limit_remaining, u32::MAX);
+        assert!(response.statuses[0].current_limit.is_none());
+        assert_eq!(response.statuses[1].limit_remaining, 0);
     }
 }

@@ -76,8 +76,8 @@ impl Default for GrpcLimits {
 ///
 /// Tower stack, outermost first, per connection: load shedding (refuse when
 /// the next layer is full) → concurrency limit → timeout → the services.
-/// `on_ready` receives the health handle once the services are built (it
-/// starts NOT_SERVING; the caller sets it once config and backend are up).
+/// `health_ready` receives the health handle once the services are built
+/// (it starts NOT_SERVING; the caller sets it while config and backend are up).
 pub async fn serve_grpc<S: Store>(
     limiter: Arc<Limiter<S>>,
     listener: TcpListener,

@@ -351,6 +351,61 @@ mod cases {
         }
     }
 
+    pub async fn a_caller_named_twice_is_charged_once<M: MakeStore>(make: M) {
+        let h = Harness::new(&make, Config::builtin()).await;
+        let twice = request(vec![
+            Descriptor::of(&[("user_id", "sk_twice"), ("path", "/identify")]),
+            Descriptor::of(&[("user_id", "sk_twice")]),
+            Descriptor::of(&[("remote_address", "192.0.2.9")]),
+        ]);
+        let d = h.call(&twice).await;
+        assert_eq!(d.statuses[0].remaining, 149);
+        assert_eq!(
+            d.statuses[1].remaining, 149,
+            "the same charge, reported twice"
+        );
+        let anonymous_twice = request(vec![
+            Descriptor::of(&[("remote_address", "192.0.2.10")]),
+            Descriptor::of(&[("remote_address", "192.0.2.10")]),
+        ]);
+        assert_eq!(h.call(&anonymous_twice).await.statuses[1].remaining, 29);
+    }
+
+    pub async fn retry_after_is_when_every_rejecting_limit_passes<M: MakeStore>(make: M) {
+        let h = Harness::new(&make, config("domain: fingerprint-api\ntiers:\n  free: { per_minute: 1, burst: 1.0, monthly: 1 }\n")).await;
+        let call = user_call("sk_both", "/identify");
+        assert_eq!(h.call(&call).await.overall, Code::Ok);
+        let d = h.call(&call).await;
+        assert_eq!(d.overall, Code::OverLimit, "bucket and month both empty");
+        assert_eq!(
+            d.statuses[0].limit.as_ref().unwrap().unit,
+            Unit::Month,
+            "the month blocks longer"
+        );
+        assert_eq!(header(&d, "retry-after"), Some("60"), "23:59:00 → midnight");
+        assert!(d.body.as_deref().unwrap().contains("quota_exceeded"));
+    }
+
+    pub async fn a_tier_change_is_seen_at_once<M: MakeStore>(make: M) {
+        let yaml = "domain: fingerprint-api\ntiers:\n  free: { per_minute: 1000, monthly: 3 }\n  pro: { per_minute: 1000, monthly: 1000 }\n";
+        let h = Harness::new(&make, config(yaml)).await;
+        let free = user_call("sk_upgrade", "/identify");
+        assert_eq!(h.admitted(&free, 10).await, 3);
+        assert_eq!(h.call(&free).await.overall, Code::OverLimit);
+        let pro = request(vec![Descriptor::of(&[
+            ("user_id", "sk_upgrade"),
+            ("tier", "pro"),
+            ("path", "/identify"),
+        ])]);
+        let d = h.call(&pro).await;
+        assert_eq!(
+            d.overall,
+            Code::Ok,
+            "no cached rejection outlives the limit it was made under"
+        );
+        assert_eq!(header(&d, "x-quota-monthly-remaining"), Some("996"));
+    }
+
     pub async fn statuses_are_one_per_descriptor_in_order<M: MakeStore>(make: M) {
         let h = Harness::new(&make, Config::builtin()).await;
         let call = request(vec![
@@ -392,7 +447,10 @@ macro_rules! all_cases {
     whitelisted_clients_are_never_limited,
     a_rejected_request_charges_nothing,
     unknown_domains_and_foreign_descriptors_are_ok,
-    statuses_are_one_per_descriptor_in_order
+    statuses_are_one_per_descriptor_in_order,
+    a_caller_named_twice_is_charged_once,
+    retry_after_is_when_every_rejecting_limit_passes,
+    a_tier_change_is_seen_at_once
         );
     };
 }

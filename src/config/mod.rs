@@ -165,8 +165,12 @@ fn compile_file(file: &Path, text: &str) -> Result<Domain, Vec<ConfigError>> {
             "`domain` must not be empty".into(),
         )]);
     }
-    let tier_model = if raw.has_tier_model() {
-        let model = TierModel::compile(&raw).map_err(|problems| {
+    // Both rule sets are compiled so every problem in the file is reported.
+    let tier_model = raw
+        .has_tier_model()
+        .then(|| TierModel::compile(&raw))
+        .transpose()
+        .map_err(|problems| {
             problems
                 .into_iter()
                 .map(|(path, message)| {
@@ -174,11 +178,7 @@ fn compile_file(file: &Path, text: &str) -> Result<Domain, Vec<ConfigError>> {
                     error(error::locate(text, &path), message)
                 })
                 .collect::<Vec<_>>()
-        })?;
-        Some(model)
-    } else {
-        None
-    };
+        });
     let tree = Tree::compile(&raw.domain, raw.descriptors.as_deref().unwrap_or_default()).map_err(
         |problems| {
             problems
@@ -186,7 +186,15 @@ fn compile_file(file: &Path, text: &str) -> Result<Domain, Vec<ConfigError>> {
                 .map(|(message, key)| error(error::locate_value(text, "key", &key), message))
                 .collect::<Vec<_>>()
         },
-    )?;
+    );
+    let (tier_model, tree) = match (tier_model, tree) {
+        (Ok(tier_model), Ok(tree)) => (tier_model, tree),
+        (tier_model, tree) => {
+            let mut errors = tier_model.err().unwrap_or_default();
+            errors.extend(tree.err().unwrap_or_default());
+            return Err(errors);
+        }
+    };
     Ok(Domain {
         name: raw.domain.as_str().into(),
         file: file.to_path_buf(),

@@ -38,7 +38,15 @@ impl RawDomain {
     /// Whether the file uses the tier model at all (a plain
     /// envoyproxy/ratelimit file does not).
     pub fn has_tier_model(&self) -> bool {
-        self.tiers.is_some() || self.anonymous.is_some() || self.whitelist.is_some()
+        self.keys.is_some()
+            || self.tiers.is_some()
+            || self.default_tier.is_some()
+            || self.burst.is_some()
+            || self.endpoints.is_some()
+            || self.default_cost.is_some()
+            || self.anonymous.is_some()
+            || self.whitelist.is_some()
+            || self.users.is_some()
     }
 }
 

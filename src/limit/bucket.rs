@@ -16,6 +16,10 @@ const MINUTE_US: f64 = 60_000_000.0;
 /// Slack for the comparison of a refilled `f64` balance with an integer cost.
 pub const EPSILON: f64 = 1e-9;
 
+/// "Never", in microseconds: the largest integer a Lua double holds exactly,
+/// so the Lua script answers the same number.
+pub const NEVER_US: u64 = (1 << 53) - 1;
+
 /// A token bucket's shape: it holds at most `capacity` tokens and refills
 /// continuously at `per_minute / 60` tokens a second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +62,7 @@ impl BucketSpec {
         if deficit <= 0.0 {
             0
         } else if self.per_minute == 0 {
-            u64::MAX
+            NEVER_US
         } else {
             // Rounded to the nanosecond before the ceiling, so an exact
             // answer a few ulps high does not gain a microsecond.

@@ -137,6 +137,7 @@ mod tests {
                 requests_per_unit: 100,
                 unit: Unit::Minute,
                 window_secs: 60,
+                capacity: 150,
                 kind: LimitKind::Rate,
             }),
             remaining: 0,

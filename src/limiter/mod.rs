@@ -2,11 +2,12 @@
 //! the store, written once for every store.
 //!
 //! One request: validate → look up the domain in one config snapshot →
-//! plan debits (the tier model, `tier`) → one atomic store call → a status
+//! plan debits (the tier model, `tier`; the descriptor tree, `tree`) → one atomic store call → a status
 //! per descriptor → overall code, shadow mode → headers and 429 body.
 //!
 //! - `request`: the request in tollgate's terms, and its validation.
 //! - `tier`: the tier model's debits and statuses.
+//! - `tree`: envoyproxy/ratelimit's descriptor tree: matches, debits, statuses.
 //! - `status`: the decision types.
 //! - `headers`: client-facing headers and body.
 
@@ -137,7 +138,7 @@ pub struct Limiter<S> {
     store: S,
     options: Options,
     /// Decides while the store is failing, with `on_backend_error: local`.
-    fallback: MemoryStore,
+    fallback: Arc<MemoryStore>,
     metrics: Arc<Metrics>,
 }
 
@@ -147,13 +148,27 @@ impl<S: Store> Limiter<S> {
             config: ArcSwap::from_pointee(config),
             store,
             options,
-            fallback: MemoryStore::default(),
+            fallback: Arc::new(MemoryStore::default()),
             metrics: Arc::new(Metrics::new()),
         }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Keeps the local fallback store's memory bounded (see
+    /// [`MemoryStore::spawn_sweeper`]); needs a tokio runtime.
+    pub fn spawn_fallback_sweeper(
+        &self,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        self.fallback.spawn_sweeper(every)
+    }
+
+    /// Live entries held in this process: the store's and the fallback's.
+    pub fn entries(&self) -> usize {
+        self.store.entries() + self.fallback.len()
     }
 
     /// The config snapshot in force.
@@ -209,10 +224,11 @@ impl<S: Store> Limiter<S> {
             }
         }
         if debits.is_empty() {
-            let statuses = plans
+            let statuses: Vec<Status> = plans
                 .iter()
                 .map(|p| p.status(&[], 0, &domain.name, &self.metrics))
                 .collect();
+            self.count(&domain.name, &plans, &statuses);
             return Ok(self.finish(&domain.name, statuses, false));
         }
         let started = std::time::Instant::now();
@@ -226,7 +242,7 @@ impl<S: Store> Limiter<S> {
             Err(error) => match self.on_store_error(error, &debits).await? {
                 Fallback::Decided(batch) => batch,
                 Fallback::Answer(code) => {
-                    let statuses = plans
+                    let statuses: Vec<Status> = plans
                         .iter()
                         .map(|plan| match plan.charges() {
                             true => Status {
@@ -236,6 +252,7 @@ impl<S: Store> Limiter<S> {
                             false => Status::unlimited(),
                         })
                         .collect();
+                    self.count(&domain.name, &plans, &statuses);
                     return Ok(self.finish(&domain.name, statuses, code == Code::OverLimit));
                 }
             },

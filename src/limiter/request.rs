@@ -139,14 +139,6 @@ impl Request {
 }
 
 impl Descriptor {
-    /// The value of the first entry with `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|e| e.key == key)
-            .map(|e| e.value.as_str())
-    }
-
     /// A descriptor from `(key, value)` pairs.
     pub fn of(entries: &[(&str, &str)]) -> Self {
         Self {

@@ -39,6 +39,9 @@ pub struct ReportedLimit {
     pub unit: Unit,
     /// Length of the limit's window in seconds (`w` of `RateLimit-Policy`).
     pub window_secs: u64,
+    /// Most the limit can hold at once: the bucket's burst capacity, or
+    /// `requests_per_unit` for a window (for near-limit counting).
+    pub capacity: u64,
     pub kind: LimitKind,
 }
 
@@ -98,12 +101,19 @@ impl Decision {
         }
     }
 
-    /// The status the client-facing headers describe: the first rejected
-    /// one, else the limited one with the least left.
+    /// The same decision with other statuses (tests and adapters).
+    pub fn with_statuses(self, statuses: Vec<Status>) -> Self {
+        Self { statuses, ..self }
+    }
+
+    /// The status the client-facing headers describe: of the rejected ones
+    /// the one that blocks longest (so Retry-After is when the request can
+    /// pass), else the limited one with the least left.
     pub fn decisive(&self) -> Option<&Status> {
         self.statuses
             .iter()
-            .find(|s| self.overall == Code::OverLimit && s.code == Code::OverLimit)
+            .filter(|s| self.overall == Code::OverLimit && s.code == Code::OverLimit)
+            .max_by_key(|s| s.retry_us)
             .or_else(|| {
                 self.statuses
                     .iter()

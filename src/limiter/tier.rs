@@ -100,12 +100,24 @@ pub fn plan(
         endpoint: acc.endpoint.or(f.endpoint),
         ip: acc.ip.or(f.ip),
     });
+    // A caller named by several descriptors (Envoy actions `[user_id, path]`
+    // and `[user_id]`) is charged once per request: later descriptors share
+    // the first one's plan.
+    let mut planned: smallvec::SmallVec<[(&str, &str, Plan); 2]> = smallvec::SmallVec::new();
     let plans = own
         .iter()
         .enumerate()
         .map(|(index, facts)| {
             if facts.user.is_none() && facts.ip.is_none() {
                 return None;
+            }
+            let caller = match (facts.user, facts.ip) {
+                (Some(user), _) => ("u", user),
+                (None, Some(ip)) => ("ip", ip),
+                (None, None) => unreachable!("checked above"),
+            };
+            if let Some((_, _, plan)) = planned.iter().find(|(k, id, _)| (*k, *id) == caller) {
+                return Some(plan.clone());
             }
             let endpoint = model.endpoint(facts.endpoint.or(shared.endpoint));
             let cost = endpoint.cost * request.hits(index);
@@ -159,6 +171,9 @@ pub fn plan(
                 },
                 (None, None) => unreachable!("checked above"),
             };
+            if plan.charges() {
+                planned.push((caller.0, caller.1, plan.clone()));
+            }
             Some(plan)
         })
         .collect();
@@ -239,14 +254,17 @@ impl Plan {
                         requests_per_unit: monthly,
                         unit: Unit::Month,
                         window_secs: (span.end_us - span.start_us) / 1_000_000,
+                        capacity: monthly,
                         kind: LimitKind::Quota,
                     };
                     candidates.push((monthly_outcome, limit));
                 }
-                // The limit that rejected, else the one with less left.
-                let decisive = candidates
-                    .iter()
-                    .position(|(o, _)| !o.allowed)
+                // The limit that rejected (when both did, the one that
+                // blocks longer: Retry-After must be when the request
+                // passes), else the one with less left.
+                let decisive = (0..candidates.len())
+                    .filter(|&i| !candidates[i].0.allowed)
+                    .max_by_key(|&i| candidates[i].0.retry_us)
                     .or_else(|| (0..candidates.len()).min_by_key(|&i| candidates[i].0.remaining));
                 match decisive {
                     Some(i) => {
@@ -276,6 +294,7 @@ fn per_minute(name: Arc<str>, spec: &BucketSpec) -> ReportedLimit {
         requests_per_unit: spec.per_minute,
         unit: Unit::Minute,
         window_secs: 60,
+        capacity: spec.capacity,
         kind: LimitKind::Rate,
     }
 }

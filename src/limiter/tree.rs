@@ -125,6 +125,7 @@ pub fn plan(
                     requests_per_unit: u64::from(rule.requests_per_unit),
                     unit: rule.unit,
                     window_secs: seconds,
+                    capacity: u64::from(rule.requests_per_unit),
                     kind: LimitKind::Rate,
                 },
                 shadow: rule.shadow_mode,

@@ -121,7 +121,8 @@ impl MemoryStore {
                 }
             })
             .collect();
-        // Lock order: by key. Insertion sort: there are one to four keys.
+        // Lock order: by key. Insertion sort: requests touch a few keys (a
+        // handful in practice; at most two per descriptor).
         let mut order: Few<usize> = (0..keys.len()).collect();
         for i in 1..order.len() {
             let mut j = i;

@@ -123,11 +123,6 @@ impl RedisStore {
         .map_err(from_redis)
     }
 
-    /// The SHA1 of the decision script (for `redis-benchmark` and operators).
-    pub fn script_hash(&self) -> &str {
-        self.script.get_hash()
-    }
-
     /// Runs the script once for debits that share a node.
     async fn run(&self, mode: Mode, debits: &[&Debit]) -> Result<BatchOutcome, StoreError> {
         let mut invocation = self.script.prepare_invoke();
@@ -172,9 +167,10 @@ impl RedisStore {
                 }
             };
         }
-        let reply = tokio::time::timeout(self.options.timeout, self.connection.invoke(&invocation))
+        let reply = self
+            .connection
+            .invoke(&invocation)
             .await
-            .map_err(|_| StoreError::Timeout(self.options.timeout))?
             .map_err(from_redis)?;
         let numbers: Vec<i64> =
             redis::from_redis_value(reply).map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -198,14 +194,28 @@ impl RedisStore {
         let mut outcomes = vec![None; debits.len()];
         let mut admitted = true;
         let mut now_us = 0;
-        let mut charged: Vec<&Vec<usize>> = Vec::new();
+        // Debits charged so far (allowed members of admitted groups): what a
+        // later rejection or error must give back.
+        let mut charged: Vec<&Debit> = Vec::new();
         for group in &groups {
             let members: Vec<&Debit> = group.iter().map(|&i| &debits[i]).collect();
             let group_mode = if admitted { mode } else { Mode::Peek };
-            let result = self.run(group_mode, &members).await?;
+            let result = match self.run(group_mode, &members).await {
+                Ok(result) => result,
+                Err(error) => {
+                    self.refund(&charged).await;
+                    return Err(error);
+                }
+            };
             now_us = result.now_us;
             if result.admitted && group_mode == Mode::Charge {
-                charged.push(group);
+                charged.extend(
+                    members
+                        .iter()
+                        .zip(&result.outcomes)
+                        .filter(|(_, o)| o.allowed)
+                        .map(|(d, _)| *d),
+                );
             }
             admitted &= result.admitted;
             for (&i, outcome) in group.iter().zip(result.outcomes) {
@@ -213,10 +223,7 @@ impl RedisStore {
             }
         }
         if !admitted {
-            for group in charged {
-                let members: Vec<&Debit> = group.iter().map(|&i| &debits[i]).collect();
-                self.run(Mode::Refund, &members).await?;
-            }
+            self.refund(&charged).await;
         }
         Ok(BatchOutcome {
             outcomes: outcomes
@@ -226,6 +233,29 @@ impl RedisStore {
             admitted,
             now_us,
         })
+    }
+
+    /// Gives charged debits back, group by group; a failure is logged (the
+    /// charge then stands until its window or refill passes).
+    async fn refund(&self, charged: &[&Debit]) {
+        let debits: Vec<Debit> = charged.iter().map(|d| (*d).clone()).collect();
+        for group in self.groups(&debits) {
+            let members: Vec<&Debit> = group.iter().map(|&i| &debits[i]).collect();
+            if let Err(error) = self.run(Mode::Refund, &members).await {
+                tracing::warn!(%error, "refund of a cross-node request failed");
+            }
+        }
+    }
+
+    /// `decide` within the backend timeout, one deadline for every round trip.
+    async fn decide_in_time(
+        &self,
+        debits: &[Debit],
+        mode: Mode,
+    ) -> Result<BatchOutcome, StoreError> {
+        tokio::time::timeout(self.options.timeout, self.decide(debits, mode))
+            .await
+            .map_err(|_| StoreError::Timeout(self.options.timeout))?
     }
 
     /// Debit indices grouped by hash tag (one group unless clustered).
@@ -250,7 +280,7 @@ impl Store for RedisStore {
         if let Some(known) = self.shortcut.answer(debits) {
             return Ok(known);
         }
-        let outcome = self.decide(debits, Mode::Charge).await?;
+        let outcome = self.decide_in_time(debits, Mode::Charge).await?;
         if !outcome.admitted {
             self.shortcut.remember(debits, &outcome);
         }
@@ -258,7 +288,7 @@ impl Store for RedisStore {
     }
 
     async fn peek(&self, debits: &[Debit]) -> Result<BatchOutcome, StoreError> {
-        self.decide(debits, Mode::Peek).await
+        self.decide_in_time(debits, Mode::Peek).await
     }
 
     fn name(&self) -> &'static str {

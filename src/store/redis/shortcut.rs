@@ -11,13 +11,16 @@ use dashmap::DashMap;
 
 use super::BatchOutcome;
 use crate::clock::Clock;
-use crate::limit::{Debit, Limit, Outcome};
+use crate::limit::{Debit, Gate, Limit, Outcome};
 
 /// Entries kept before expired ones are swept.
 const SWEEP_ABOVE: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Known {
+    /// The limit the outcome was decided under: a changed tier or config
+    /// makes the entry irrelevant.
+    limit: Limit,
     outcome: Outcome,
     now_us: u64,
     decided: u64,
@@ -28,6 +31,8 @@ struct Known {
 pub struct Shortcut {
     known: DashMap<String, Known, foldhash::fast::RandomState>,
     clock: Arc<dyn Clock>,
+    /// When expired entries were last swept (clock microseconds).
+    swept_us: std::sync::atomic::AtomicU64,
 }
 
 impl Shortcut {
@@ -35,6 +40,7 @@ impl Shortcut {
         Self {
             known: DashMap::default(),
             clock,
+            swept_us: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -47,12 +53,19 @@ impl Shortcut {
         let now = self.clock.now_us();
         let known: Vec<Known> = debits
             .iter()
-            .map(|d| self.known.get(&d.key).map(|k| *k))
+            .map(|d| {
+                self.known
+                    .get(&d.key)
+                    .map(|k| *k)
+                    .filter(|k| k.limit == d.limit)
+            })
             .collect::<Option<_>>()?;
-        let blocking = debits
-            .iter()
-            .zip(&known)
-            .any(|(d, k)| d.cost > 0 && k.over_until.is_some_and(|until| until > now));
+        // Only an enforced debit rejects a request on its own (shadow never
+        // rejects; quota mode needs every quota debit to reject).
+        let blocks = |d: &Debit, k: &Known| {
+            d.gate == Gate::Enforce && d.cost > 0 && k.over_until.is_some_and(|until| until > now)
+        };
+        let blocking = debits.iter().zip(&known).any(|(d, k)| blocks(d, k));
         if !blocking {
             return None;
         }
@@ -63,7 +76,7 @@ impl Shortcut {
             .map(|(d, k)| {
                 let elapsed = now.saturating_sub(k.decided);
                 batch_now = batch_now.max(k.now_us + elapsed);
-                let blocked = d.cost > 0 && k.over_until.is_some_and(|until| until > now);
+                let blocked = blocks(d, k);
                 Outcome {
                     allowed: !blocked && k.outcome.allowed,
                     remaining: k.outcome.remaining,
@@ -96,6 +109,7 @@ impl Shortcut {
             self.known.insert(
                 debit.key.clone(),
                 Known {
+                    limit: debit.limit,
                     outcome: *outcome,
                     now_us: batch.now_us,
                     decided: now,
@@ -103,7 +117,20 @@ impl Shortcut {
                 },
             );
         }
-        if self.known.len() > SWEEP_ABOVE {
+        // Sweep expired entries at most once a second, not per rejection.
+        let swept = self.swept_us.load(std::sync::atomic::Ordering::Relaxed);
+        if self.known.len() > SWEEP_ABOVE
+            && now.saturating_sub(swept) > 1_000_000
+            && self
+                .swept_us
+                .compare_exchange(
+                    swept,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
             self.known
                 .retain(|_, k| k.over_until.is_some_and(|until| until > now));
         }
