@@ -360,6 +360,7 @@ async fn replicas_with_skewed_clocks_agree_because_time_comes_from_redis() {
     let call = user_call("sk_skew", "/identify");
     let mut drain = call.clone();
     drain.hits_addend = 150;
+    let drained = Instant::now(); // no later than Redis's time of the drain
     assert_eq!(
         honest.should_rate_limit(&drain).await.unwrap().overall,
         Code::Ok
@@ -373,13 +374,17 @@ async fn replicas_with_skewed_clocks_agree_because_time_comes_from_redis() {
         seen.statuses[0].retry_us
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    // One token refilled by Redis time: exactly one of the two replicas gets it.
-    let a = honest.should_rate_limit(&call).await.unwrap().overall;
-    let b = skewed.should_rate_limit(&call).await.unwrap().overall;
-    assert_eq!(
-        [a, b].iter().filter(|c| **c == Code::Ok).count(),
-        1,
-        "{a:?} {b:?}"
+    // Redis time refilled about one token (100/min); the replica an hour
+    // ahead gets no more than Redis time allows, however the calls interleave.
+    let mut admitted = 0;
+    for replica in [&honest, &skewed, &honest, &skewed] {
+        admitted +=
+            usize::from(replica.should_rate_limit(&call).await.unwrap().overall == Code::Ok);
+    }
+    let refilled = (drained.elapsed().as_secs_f64() * 100.0 / 60.0).floor() as usize;
+    assert!(
+        (1..=refilled.max(1)).contains(&admitted),
+        "{admitted} admitted, {refilled} tokens refilled"
     );
 }
 
