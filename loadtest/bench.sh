@@ -19,19 +19,9 @@ command -v redis-server >/dev/null || { echo "redis-server missing: apt-get inst
 cargo build --release --quiet --bin tollgate --bench loadgen --bench noop
 LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
 NOOP=$(ls -t target/release/deps/noop-* | grep -v '\.d$' | head -1)
-TOLLGATE=target/release/tollgate
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
-pids+=($!)
-until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
+source loadtest/lib.sh
+start_redis
 
 SHA=$(redis-cli -p "$RPORT" SCRIPT LOAD "$(cat src/store/redis/decide.lua)")
 evalsha() {
@@ -43,15 +33,7 @@ ceiling=$(evalsha)
 ceiling_p16=$(evalsha -P 16)
 redis-cli -p "$RPORT" FLUSHALL >/dev/null
 
-serve() { # backend → sets PORT
-  PORT=$(free_port)
-  "$TOLLGATE" --grpc-addr "127.0.0.1:$PORT" --http-addr "127.0.0.1:$(free_port)" --backend "$1" --drain-secs 0 \
-    --redis-url "redis://127.0.0.1:$RPORT" --on-backend-error error --backend-timeout-ms 100 \
-    >/dev/null 2>"$work/tollgate-$PORT.log" &
-  pids+=($!)
-  LOG="$work/tollgate-$PORT.log"
-  until grep -q "gRPC listening" "$LOG" 2>/dev/null; do sleep 0.05; done
-}
+serve() { start_tollgate --backend "$1" --redis-url "redis://127.0.0.1:$RPORT"; } # sets PORT
 field() { tr ' ' '\n' | grep "^$1=" | cut -d= -f2; }
 
 serve redis; GPORT=$PORT
@@ -76,13 +58,11 @@ noop=$(echo "$noop_line" | field rps)
 
 # Memory: a fresh tollgate-memory, 1M distinct users (about one call each).
 serve memory; KPORT=$PORT
-kpid=${pids[-1]}
-rss() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$kpid/status"; }
+rss() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$TOLLGATE_PID/status"; }
 rss_before=$(rss)
 "$LOADGEN" --addr "127.0.0.1:$KPORT" --users 1000000 --concurrency "$CONC" --duration 120 --max-requests 1000000 >/dev/null
 rss_after=$(rss)
-hport=$(grep -o 'HTTP admin listening addr=[0-9.:]*' "$LOG" | tail -1 | sed 's/.*://')
-entries=$(python3 -c "import urllib.request; print([l.split()[1] for l in urllib.request.urlopen('http://127.0.0.1:$hport/metrics').read().decode().splitlines() if l.startswith('tollgate_memory_entries ')][0])")
+entries=$(python3 -c "import urllib.request; print([l.split()[1] for l in urllib.request.urlopen('http://127.0.0.1:$HTTP_PORT/metrics').read().decode().splitlines() if l.startswith('tollgate_memory_entries ')][0])")
 
 echo
 echo "| measurement | figure |"

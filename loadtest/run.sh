@@ -28,28 +28,15 @@ case "$SCENARIO" in hot|uniform|zipf|mixed|storm|anonymous) ;; *) echo "unknown 
 cargo build --release --quiet --bin tollgate --bench loadgen
 LOADGEN=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-args=(--drain-secs 0 --on-backend-error error --backend-timeout-ms 100)
+source loadtest/lib.sh
+args=()
 if [ "$BACKEND" = redis ]; then
-  command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-  RPORT=$(free_port)
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
-  pids+=($!)
-  until redis-cli -p "$RPORT" ping >/dev/null 2>&1; do sleep 0.05; done
-  args+=(--backend redis --redis-url "redis://127.0.0.1:$RPORT")
+  start_redis
+  args=(--backend redis --redis-url "redis://127.0.0.1:$RPORT")
 fi
-GPORT=$(free_port); HPORT=$(free_port)
-target/release/tollgate --grpc-addr "127.0.0.1:$GPORT" --http-addr "127.0.0.1:$HPORT" "${args[@]}" 2>"$work/tollgate.log" &
-pids+=($!)
-until grep -q "gRPC listening" "$work/tollgate.log" 2>/dev/null; do sleep 0.05; done
-
+start_tollgate "${args[@]}"
+GPORT=$PORT HPORT=$HTTP_PORT
 users=10000
-[ "$SCENARIO" = anonymous ] && users=10000
 if command -v ghz >/dev/null; then
   (cd loadtest/ghz && [ -f zipf-data.json ] || python3 make-data.py)
   (cd loadtest/ghz && ghz --config "$SCENARIO.json" --host "127.0.0.1:$GPORT" --duration "${DURATION}s" --format summary)

@@ -20,11 +20,22 @@ use crate::store::Store;
 /// The RLS gRPC service over a limiter.
 pub struct RlsService<S> {
     limiter: Arc<Limiter<S>>,
+    /// `tollgate_grpc_request_duration_seconds` by outcome, resolved once
+    /// rather than looked up by label on every call.
+    duration_ok: prometheus::Histogram,
+    duration_invalid: prometheus::Histogram,
+    duration_unavailable: prometheus::Histogram,
 }
 
 impl<S: Store> RlsService<S> {
     pub fn new(limiter: Arc<Limiter<S>>) -> Self {
-        Self { limiter }
+        let duration = |code: &str| limiter.metrics().grpc_duration.with_label_values(&[code]);
+        Self {
+            duration_ok: duration("ok"),
+            duration_invalid: duration("invalid_argument"),
+            duration_unavailable: duration("unavailable"),
+            limiter,
+        }
     }
 
     pub fn into_server(self) -> RateLimitServiceServer<Self> {
@@ -44,16 +55,12 @@ impl<S: Store> RateLimitService for RlsService<S> {
             Ok(decision) => Ok(GrpcResponse::new(to_proto(decision))),
             Err(error) => Err(to_status(error)),
         };
-        let code = match &result {
-            Ok(_) => "ok",
-            Err(status) if status.code() == tonic::Code::InvalidArgument => "invalid_argument",
-            Err(_) => "unavailable",
+        let duration = match &result {
+            Ok(_) => &self.duration_ok,
+            Err(status) if status.code() == tonic::Code::InvalidArgument => &self.duration_invalid,
+            Err(_) => &self.duration_unavailable,
         };
-        self.limiter
-            .metrics()
-            .grpc_duration
-            .with_label_values(&[code])
-            .observe(started.elapsed().as_secs_f64());
+        duration.observe(started.elapsed().as_secs_f64());
         result
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::limiter::{self, Bounds, HeaderGroups, Options};
+use crate::limiter::{Bounds, HeaderGroups, OnBackendError, Options};
 
 /// tollgate: a rate-limit service for Envoy.
 ///
@@ -52,19 +52,6 @@ pub enum Backend {
     Redis,
 }
 
-/// What to answer when the backend fails or times out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnBackendError {
-    /// Answer OK.
-    Allow,
-    /// Answer OVER_LIMIT.
-    Deny,
-    /// Decide on an in-memory bucket in this replica.
-    Local,
-    /// Answer gRPC UNAVAILABLE, so Envoy's `failure_mode_deny` decides.
-    Error,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -98,8 +85,8 @@ pub struct ServeArgs {
     )]
     pub redis_url: String,
 
-    /// What to answer when the backend fails.
-    #[arg(long, env = "TOLLGATE_ON_BACKEND_ERROR", value_enum, default_value_t = OnBackendError::Local)]
+    /// What to answer when the backend fails: allow, deny, local (decide in this replica) or error (UNAVAILABLE).
+    #[arg(long, env = "TOLLGATE_ON_BACKEND_ERROR", default_value = "local", value_parser = str::parse::<OnBackendError>)]
     pub on_backend_error: OnBackendError,
 
     /// PEM CA that signs the Redis servers' certificates (rediss:// with a private CA).
@@ -183,12 +170,7 @@ impl ServeArgs {
             },
             headers: self.response_headers,
             shadow_mode: self.shadow_mode,
-            on_backend_error: match self.on_backend_error {
-                OnBackendError::Allow => limiter::OnBackendError::Allow,
-                OnBackendError::Deny => limiter::OnBackendError::Deny,
-                OnBackendError::Local => limiter::OnBackendError::Local,
-                OnBackendError::Error => limiter::OnBackendError::Error,
-            },
+            on_backend_error: self.on_backend_error,
         }
     }
 }
@@ -217,6 +199,18 @@ mod tests {
             panic!("expected serve");
         };
         assert_eq!(args.grpc_addr.to_string(), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn backend_error_policies_parse_by_name() {
+        for policy in OnBackendError::ALL {
+            let cli = Cli::parse_from(["tollgate", "--on-backend-error", policy.as_str()]);
+            let Command::Serve(args) = cli.command() else {
+                panic!("expected serve")
+            };
+            assert_eq!(args.on_backend_error, policy);
+        }
+        assert!(Cli::try_parse_from(["tollgate", "--on-backend-error", "maybe"]).is_err());
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub enum OnBackendError {
 }
 
 impl OnBackendError {
-    /// A bounded label for logs and metrics.
+    pub const ALL: [Self; 4] = [Self::Allow, Self::Deny, Self::Local, Self::Error];
+
+    /// Its name in settings, logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",
@@ -54,6 +56,19 @@ impl OnBackendError {
             Self::Local => "local",
             Self::Error => "error",
         }
+    }
+}
+
+impl std::str::FromStr for OnBackendError {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|policy| policy.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown policy `{text}` (expected allow, deny, local or error)")
+            })
     }
 }
 
@@ -140,16 +155,21 @@ pub struct Limiter<S> {
     /// Decides while the store is failing, with `on_backend_error: local`.
     fallback: Arc<MemoryStore>,
     metrics: Arc<Metrics>,
+    /// `tollgate_backend_duration_seconds` for this store, resolved once:
+    /// its label never changes, and the lookup would run on every call.
+    backend_duration: prometheus::Histogram,
 }
 
 impl<S: Store> Limiter<S> {
     pub fn new(config: Config, store: S, options: Options) -> Self {
+        let metrics = Arc::new(Metrics::new());
         Self {
             config: ArcSwap::from_pointee(config),
+            backend_duration: metrics.backend_duration.with_label_values(&[store.name()]),
             store,
             options,
             fallback: Arc::new(MemoryStore::default()),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
         }
     }
 
@@ -233,9 +253,7 @@ impl<S: Store> Limiter<S> {
         }
         let started = std::time::Instant::now();
         let charged = self.store.charge(&debits).await;
-        self.metrics
-            .backend_duration
-            .with_label_values(&[self.store.name()])
+        self.backend_duration
             .observe(started.elapsed().as_secs_f64());
         let batch = match charged {
             Ok(batch) => batch,

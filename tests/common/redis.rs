@@ -1,9 +1,11 @@
 //! Real `redis-server` processes on free loopback ports, killed on drop.
 #![allow(dead_code)]
 
+use super::process::Guard;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const INSTALL_HINT: &str = "redis-server is not installed: run `bash tests/run.sh` (or `apt-get install redis-server redis-tools redis-sentinel`)";
@@ -19,7 +21,7 @@ pub fn free_port() -> u16 {
 /// One redis-server (or sentinel) process.
 pub struct RedisServer {
     pub port: u16,
-    child: Option<Child>,
+    child: Guard,
     pub dir: tempfile::TempDir,
     extra: Vec<String>,
 }
@@ -33,7 +35,7 @@ impl RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let mut server = Self {
             port: free_port(),
-            child: None,
+            child: Guard(None),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
@@ -65,7 +67,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect(INSTALL_HINT);
-        self.child = Some(child);
+        self.child = Guard(Some(child));
         self.wait_ready();
     }
 
@@ -94,20 +96,11 @@ impl RedisServer {
 
     /// Kills the process (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 
     pub fn config_path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -116,7 +109,7 @@ impl Drop for RedisServer {
 pub struct RedisSentinel {
     pub master: RedisServer,
     pub replica: RedisServer,
-    sentinel: Option<Child>,
+    _sentinel: Guard,
     pub sentinel_port: u16,
     _dir: tempfile::TempDir,
 }
@@ -171,7 +164,7 @@ impl RedisSentinel {
         Self {
             master,
             replica,
-            sentinel: Some(sentinel),
+            _sentinel: Guard(Some(sentinel)),
             sentinel_port,
             _dir: dir,
         }
@@ -183,15 +176,6 @@ impl RedisSentinel {
             self.sentinel_port,
             Self::MASTER_NAME
         )
-    }
-}
-
-impl Drop for RedisSentinel {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.sentinel.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

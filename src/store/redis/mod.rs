@@ -186,10 +186,15 @@ impl RedisStore {
 
     /// Charges (or peeks at) debits that may sit on several nodes.
     async fn decide(&self, debits: &[Debit], mode: Mode) -> Result<BatchOutcome, StoreError> {
-        let groups = self.groups(debits);
-        if groups.len() == 1 {
-            let group: Vec<&Debit> = debits.iter().collect();
-            return self.run(mode, &group).await;
+        // One node (not clustered, or one hash tag): one script call.
+        let groups = if self.clustered {
+            self.groups(debits)
+        } else {
+            Vec::new()
+        };
+        if groups.len() <= 1 {
+            let all: Vec<&Debit> = debits.iter().collect();
+            return self.run(mode, &all).await;
         }
         let mut outcomes = vec![None; debits.len()];
         let mut admitted = true;
@@ -258,11 +263,8 @@ impl RedisStore {
             .map_err(|_| StoreError::Timeout(self.options.timeout))?
     }
 
-    /// Debit indices grouped by hash tag (one group unless clustered).
+    /// Debit indices grouped by hash tag (Cluster only).
     fn groups(&self, debits: &[Debit]) -> Vec<Vec<usize>> {
-        if !self.clustered {
-            return vec![(0..debits.len()).collect()];
-        }
         let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
         for (i, debit) in debits.iter().enumerate() {
             let tag = hash_tag(&debit.key);
